@@ -1,0 +1,230 @@
+/* store.h — the sidetrack store: one LMDB environment holding experiments, runs, params,
+ * tags, metric histories, artifact references and the agent's own bookkeeping.
+ *
+ * One library for the node agent and the central server (and the read-only CLI): the schema
+ * and every access to it live here, so the two never drift apart.
+ *
+ * Layout of a store directory:
+ *   DIR/data.mdb, DIR/lock.mdb   the LMDB environment
+ *   DIR/artifacts/ab/abcdef...   artifact contents, named by their SHA-256 (content-addressed)
+ *
+ * Metric histories are stored in blocks: up to ~1.8 KB of points of one (run, key), with
+ * steps and timestamps delta-encoded as zigzag varints and values XOR-ed with the previous
+ * value (Gorilla's idea, at byte granularity), so that a point costs ~10 bytes instead of a
+ * B-tree entry. Appending rewrites only the tail block of a series.
+ *
+ * Transactions: all reads and writes go through a store_txn. One write transaction at a time
+ * per environment (LMDB's rule); any number of readers, in any process, concurrently with the
+ * writer. Never open the same directory twice in one process.
+ *
+ * Errors: 0 or a negative errno; LMDB's own codes are mapped (MDB_MAP_FULL -> -ENOSPC with
+ * store_map_full() telling them apart from a full disk, MDB_NOTFOUND -> -ENOENT, corruption
+ * -> -EBADMSG, version mismatch -> -EPROTONOSUPPORT). store_strerror() gives a sentence.
+ */
+#ifndef SIDETRACK_STORE_H
+#define SIDETRACK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SCHEMA_VERSION 1u
+
+struct store;
+struct store_txn;
+
+enum store_open_flags {
+    STORE_RDONLY = 1u << 0,  /* readers: the CLI, while the agent writes */
+    STORE_NOSYNC = 1u << 1,  /* commits do not fsync; call store_sync() on a timer */
+};
+
+/* Opens (creating when writable) the store in dir. map_size 0 picks 1 GiB for a new store or
+ * the current size; the map grows by itself through store_grow(). */
+int store_open(struct store **s, const char *dir, unsigned flags, uint64_t map_size);
+void store_close(struct store *s);
+/* Flushes committed transactions to disk (fsync). */
+int store_sync(struct store *s);
+/* Doubles the map size (at least +1 GiB). Only with no transaction open in this process. */
+int store_grow(struct store *s);
+const char *store_dir(const struct store *s);
+/* The store's id: 16 random bytes made when it was created (an agent's identity for sync). */
+void store_id(const struct store *s, uint8_t id[16]);
+const char *store_strerror(int err);
+/* True when the last -ENOSPC from this store meant "LMDB map full" rather than "disk full". */
+bool store_map_full(const struct store *s);
+
+struct store_info {
+    uint64_t map_size;   /* bytes reserved for the map */
+    uint64_t used_bytes; /* pages in use times the page size */
+    uint64_t page_size;
+    uint64_t file_bytes; /* data.mdb on disk */
+};
+int store_info(struct store *s, struct store_info *info);
+
+int store_begin(struct store *s, bool write, struct store_txn **t);
+int store_commit(struct store_txn *t);
+void store_abort(struct store_txn *t); /* NULL accepted */
+
+/* ---- experiments -------------------------------------------------------------------- */
+
+struct store_experiment {
+    uint64_t id; /* "Default" is 0, like MLflow's; others count up from 1 */
+    char name[512];
+    int64_t created_ms;
+};
+/* Returns the id of the experiment with this name, creating it if needed. */
+int store_experiment_ensure(struct store_txn *t, const char *name, int64_t now_ms, uint64_t *id);
+int store_experiment_get(struct store_txn *t, uint64_t id, struct store_experiment *out);
+int store_experiment_by_name(struct store_txn *t, const char *name, struct store_experiment *out);
+int store_experiment_foreach(struct store_txn *t,
+                             int (*cb)(const struct store_experiment *e, void *arg), void *arg);
+
+/* ---- runs ----------------------------------------------------------------------------- */
+
+enum store_run_status {
+    STORE_RUN_RUNNING = 1,
+    STORE_RUN_SCHEDULED = 2,
+    STORE_RUN_FINISHED = 3,
+    STORE_RUN_FAILED = 4,
+    STORE_RUN_KILLED = 5,
+};
+const char *store_run_status_name(int status); /* "RUNNING", ...; "UNKNOWN" otherwise */
+
+struct store_run {
+    uint8_t id[16];
+    uint64_t experiment_id;
+    char name[256];
+    int status;
+    int64_t start_ms;
+    int64_t end_ms; /* 0 while running */
+    char user[64];
+    char host[256];
+    bool has_parent;
+    uint8_t parent[16];
+    uint32_t uid; /* as the kernel reported the producer (the ring file's owner) */
+    uint32_t pid;
+};
+/* Creates the run, or fills in a run that records reached before its start (a metric logged
+ * from another thread's lane can arrive first): fields already set by an end are kept. */
+int store_run_start(struct store_txn *t, const struct store_run *r);
+/* Ends a run; creates a placeholder (status given, start unknown) if it was never started. */
+int store_run_end(struct store_txn *t, const uint8_t id[16], int status, int64_t end_ms);
+/* Makes sure a run row exists (placeholder RUNNING, experiment 0) before data is attached. */
+int store_run_touch(struct store_txn *t, const uint8_t id[16]);
+int store_run_get(struct store_txn *t, const uint8_t id[16], struct store_run *out);
+/* Runs in id order. */
+int store_run_foreach(struct store_txn *t, int (*cb)(const struct store_run *r, void *arg),
+                      void *arg);
+/* Resolves a run id given as hex (full 32 digits or a unique prefix of at least 4).
+ * -ENOENT when none matches, -ENOTUNIQ when the prefix is ambiguous, -EINVAL for non-hex. */
+int store_run_resolve(struct store_txn *t, const char *hex, uint8_t id[16]);
+void store_run_id_hex(const uint8_t id[16], char hex[33]);
+int store_run_id_parse(const char *hex, uint8_t id[16]);
+
+/* ---- params and tags --------------------------------------------------------------- */
+
+/* Params are write-once (MLflow): returns 0 when stored, 1 when the same value was already
+ * there, -EEXIST when another value is (the first one is kept). */
+int store_param_put(struct store_txn *t, const uint8_t run[16], const char *key,
+                    const char *value);
+int store_tag_set(struct store_txn *t, const uint8_t run[16], const char *key, const char *value);
+/* In key order. The callback's strings are valid during the call only. */
+int store_params_foreach(struct store_txn *t, const uint8_t run[16],
+                         int (*cb)(const char *key, const char *value, void *arg), void *arg);
+int store_tags_foreach(struct store_txn *t, const uint8_t run[16],
+                       int (*cb)(const char *key, const char *value, void *arg), void *arg);
+
+/* ---- metrics ----------------------------------------------------------------------- */
+
+struct store_point {
+    int64_t step;
+    int64_t ts_ms;
+    double value;
+};
+/* Appends points to the history of (run, key), in the order given. */
+int store_metric_append(struct store_txn *t, const uint8_t run[16], const char *key,
+                        const struct store_point *pts, size_t n);
+
+struct store_metric_summary {
+    uint64_t count;
+    struct store_point latest; /* MLflow's "latest": greatest timestamp, then greatest value */
+    double min, max;           /* over non-NaN values; NaN when there are none */
+};
+/* Every metric key of a run, in key order, with its summary. */
+int store_metric_keys_foreach(struct store_txn *t, const uint8_t run[16],
+                              int (*cb)(const char *key, const struct store_metric_summary *s,
+                                        void *arg),
+                              void *arg);
+int store_metric_summary_get(struct store_txn *t, const uint8_t run[16], const char *key,
+                             struct store_metric_summary *out);
+/* The full history of (run, key) in the order it was logged, handed over in chunks.
+ * -ENOENT if the run has no such metric. */
+int store_metric_history(struct store_txn *t, const uint8_t run[16], const char *key,
+                         int (*cb)(const struct store_point *pts, size_t n, void *arg), void *arg);
+
+/* Block codec, exposed for tests and fuzzing. A block is a header plus encoded points. */
+#define STORE_BLOCK_HDR 40u
+size_t store_block_append(uint8_t *blk, size_t blk_len, size_t cap, const struct store_point *p);
+int store_block_decode(const uint8_t *blk, size_t blk_len, struct store_point *out, size_t cap,
+                       size_t *n);
+
+/* ---- artifacts ----------------------------------------------------------------------- */
+
+struct store_artifact {
+    char path[1024];
+    uint8_t sha256[32];
+    uint64_t size;
+};
+int store_artifact_put(struct store_txn *t, const uint8_t run[16], const char *path,
+                       const uint8_t sha256[32], uint64_t size);
+int store_artifacts_foreach(struct store_txn *t, const uint8_t run[16],
+                            int (*cb)(const struct store_artifact *a, void *arg), void *arg);
+/* DIR/artifacts/ab/<64 hex>. */
+int store_blob_path(const struct store *s, const uint8_t sha256[32], char *buf, size_t len);
+/* Hashes the file at src and stores its content under its hash (a rename when move is true
+ * and src is on the same file system, else a copy; an existing blob is kept, src removed when
+ * move). Durable (fsynced) before it returns. */
+int store_blob_ingest(struct store *s, const char *src, bool move, uint8_t sha256[32],
+                      uint64_t *size);
+
+/* ---- the agent's bookkeeping --------------------------------------------------------- */
+
+/* A lane of a ring, in one generation: arena id (16) + lane index (4, BE) + generation (4, BE). */
+#define STORE_LANE_ID_LEN 24
+struct store_lane {
+    uint64_t ring_pos;    /* consumed and committed up to here */
+    uint64_t spill_pos;   /* spill file consumed up to here */
+    uint64_t records;     /* records stored from this lane */
+    uint64_t skipped;     /* records skipped: half-written, malformed or unresolvable */
+    uint64_t dropped;     /* the producer's drop counter, last seen */
+    uint64_t lost;        /* the producer's lost counter, last seen */
+    uint32_t pid, uid;
+    bool finished;        /* drained after its producer closed or died; about to be freed */
+};
+int store_lane_get(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN], struct store_lane *out);
+int store_lane_put(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN],
+                   const struct store_lane *l);
+/* Deletes a lane's record and its dictionary. */
+int store_lane_delete(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN]);
+/* A lane's dictionary: kind 'k' (key id -> name) or 'r' (run slot -> 16-byte run id). */
+int store_lane_dict_put(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN], uint8_t kind,
+                        uint32_t num, const void *val, size_t len);
+int store_lane_dict_foreach(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN],
+                            int (*cb)(uint8_t kind, uint32_t num, const void *val, size_t len,
+                                      void *arg),
+                            void *arg);
+/* Every lane record, for `sidetrack status` and for cleanup of lanes whose ring is gone. */
+int store_lane_foreach(struct store_txn *t,
+                       int (*cb)(const uint8_t id[STORE_LANE_ID_LEN], const struct store_lane *l,
+                                 void *arg),
+                       void *arg);
+
+/* Small named counters and values of the agent (e.g. "records_in"), stored with the data. */
+int store_counter_add(struct store_txn *t, const char *name, uint64_t delta);
+int store_counter_get(struct store_txn *t, const char *name, uint64_t *value);
+
+/* Default store directory: $SIDETRACK_DATA, else /var/lib/sidetrack for root, else
+ * $XDG_DATA_HOME/sidetrack or ~/.local/share/sidetrack. */
+const char *store_default_dir(char *buf, size_t len);
+
+#endif
