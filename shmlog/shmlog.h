@@ -265,4 +265,21 @@ struct shmlog_spill_hdr {
 };
 uint32_t shmlog_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* Reads a lane's spill file from a given offset, record by record, checking each checksum. */
+struct shmlog_spill_reader {
+    int fd;
+    uint64_t pos;   /* offset of the next record */
+    uint64_t size;  /* file size when last looked */
+    uint8_t *buf;
+    size_t cap;
+};
+/* -ENOENT when the file does not exist (nothing was spilled). */
+int shmlog_spill_open(struct shmlog_spill_reader *r, const char *path, uint64_t pos);
+/* Reads the next record that ends at or before upto (UINT64_MAX: end of file). Returns its
+ * length with *rec pointing into the reader's buffer (valid until the next call), 0 when no
+ * whole record remains before upto (a torn tail from a producer that died mid-append is
+ * "nothing yet"), or -EBADMSG for a record whose length or checksum is wrong. */
+int shmlog_spill_next(struct shmlog_spill_reader *r, uint64_t upto, const struct shmlog_rec **rec);
+void shmlog_spill_close(struct shmlog_spill_reader *r);
+
 #endif
