@@ -1,0 +1,212 @@
+/* decode.c — checked decoding of ring records. msgpack-c parses the variable bodies (it
+ * rejects malformed input with a parse error); we then check every field's type and range. */
+#include "decode.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+void decode_init(struct decoder *d) { memset(d, 0, sizeof *d); }
+
+void decode_reset(struct decoder *d)
+{
+    for (size_t i = 0; i < d->nstrs; i++)
+        free(d->strs[i]);
+    d->nstrs = 0;
+}
+
+void decode_free(struct decoder *d)
+{
+    decode_reset(d);
+    free(d->strs);
+    d->strs = NULL;
+    d->cap = 0;
+}
+
+static const char *dup_str(struct decoder *d, const msgpack_object *o)
+{
+    if (o->type != MSGPACK_OBJECT_STR || memchr(o->via.str.ptr, 0, o->via.str.size))
+        return NULL;
+    if (d->nstrs == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 16;
+        char **n = realloc(d->strs, ncap * sizeof *n);
+        if (!n)
+            return NULL;
+        d->strs = n;
+        d->cap = ncap;
+    }
+    char *s = malloc(o->via.str.size + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, o->via.str.ptr, o->via.str.size);
+    s[o->via.str.size] = 0;
+    d->strs[d->nstrs++] = s;
+    return s;
+}
+
+static bool get_u32(const msgpack_object *o, uint32_t *v)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX)
+        return false;
+    *v = (uint32_t)o->via.u64;
+    return true;
+}
+
+static bool get_i64(const msgpack_object *o, int64_t *v)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+        *v = (int64_t)o->via.u64;
+        return true;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+        return true;
+    }
+    return false;
+}
+
+static bool get_bin16(const msgpack_object *o, uint8_t out[16])
+{
+    if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != 16)
+        return false;
+    memcpy(out, o->via.bin.ptr, 16);
+    return true;
+}
+
+static bool key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && !memcmp(k->via.str.ptr, name, n);
+}
+
+static int decode_run_start(struct decoder *d, const msgpack_object *o, struct decoded *out)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return -EBADMSG;
+    bool have_id = false, have_exp = false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        if (key_is(k, "run"))
+            have_id = get_bin16(v, out->run_id);
+        else if (key_is(k, "exp"))
+            have_exp = (out->experiment = dup_str(d, v)) != NULL;
+        else if (key_is(k, "name")) {
+            if (!(out->run_name = dup_str(d, v)))
+                return -EBADMSG;
+        } else if (key_is(k, "start")) {
+            if (!get_i64(v, &out->time_ms))
+                return -EBADMSG;
+        } else if (key_is(k, "user")) {
+            if (!(out->user = dup_str(d, v)))
+                return -EBADMSG;
+        } else if (key_is(k, "host")) {
+            if (!(out->host = dup_str(d, v)))
+                return -EBADMSG;
+        } else if (key_is(k, "source")) {
+            if (!(out->source = dup_str(d, v)))
+                return -EBADMSG;
+        } else if (key_is(k, "parent")) {
+            if (!(out->has_parent = get_bin16(v, out->parent)))
+                return -EBADMSG;
+        } /* unknown keys: a newer client; ignore */
+    }
+    return have_id && have_exp ? 0 : -EBADMSG;
+}
+
+static int decode_body(struct decoder *d, uint8_t type, const msgpack_object *o,
+                       struct decoded *out)
+{
+    const msgpack_object *a = o->type == MSGPACK_OBJECT_ARRAY ? o->via.array.ptr : NULL;
+    uint32_t n = a ? o->via.array.size : 0;
+    switch (type) {
+    case WIRE_KEYDEF:
+        if (n != 2 || !get_u32(&a[0], &out->slot) || !(out->key = dup_str(d, &a[1])))
+            return -EBADMSG;
+        return 0;
+    case WIRE_RUNDEF:
+        if (n != 2 || !get_u32(&a[0], &out->slot) || !get_bin16(&a[1], out->run_id))
+            return -EBADMSG;
+        return 0;
+    case WIRE_RUN_START:
+        return decode_run_start(d, o, out);
+    case WIRE_RUN_END:
+        if (n != 3 || !get_u32(&a[0], &out->slot) || !get_u32(&a[1], &out->status) ||
+            !get_i64(&a[2], &out->time_ms) || out->status < 3 || out->status > 5)
+            return -EBADMSG;
+        return 0;
+    case WIRE_PARAM:
+    case WIRE_TAG:
+        if (n != 3 || !get_u32(&a[0], &out->slot) || !(out->key = dup_str(d, &a[1])) ||
+            !(out->value = dup_str(d, &a[2])))
+            return -EBADMSG;
+        return 0;
+    case WIRE_ARTIFACT:
+        if (n != 4 || !get_u32(&a[0], &out->slot) || !(out->key = dup_str(d, &a[1])) ||
+            !(out->value = dup_str(d, &a[2])) || a[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -EBADMSG;
+        out->size = a[3].via.u64;
+        return 0;
+    default:
+        return -EBADMSG;
+    }
+}
+
+int decode_record(struct decoder *d, const struct shmlog_rec *rec, uint32_t len,
+                  struct decoded *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len < sizeof *rec)
+        return -EBADMSG;
+    out->type = rec->type;
+    const uint8_t *body = (const uint8_t *)(rec + 1);
+    size_t body_len = len - sizeof *rec;
+    switch (rec->type) {
+    case SHMLOG_REC_PAD:
+        return 0;
+    case SHMLOG_REC_SPILL_MARK:
+        if (body_len < sizeof(uint64_t))
+            return -EBADMSG;
+        memcpy(&out->spill_upto, body, sizeof out->spill_upto);
+        return 0;
+    case WIRE_METRIC:
+        if (len != sizeof(struct wire_metric))
+            return -EBADMSG;
+        out->metric = (const struct wire_metric *)rec;
+        return 0;
+    case WIRE_METRICS: {
+        if (len < sizeof(struct wire_metrics))
+            return -EBADMSG;
+        const struct wire_metrics *m = (const struct wire_metrics *)rec;
+        if (m->count == 0 || m->count > WIRE_METRICS_MAX ||
+            len != sizeof *m + (size_t)m->count * sizeof(struct wire_metric_entry))
+            return -EBADMSG;
+        out->metrics = m;
+        return 0;
+    }
+    case WIRE_KEYDEF:
+    case WIRE_RUNDEF:
+    case WIRE_RUN_START:
+    case WIRE_RUN_END:
+    case WIRE_PARAM:
+    case WIRE_TAG:
+    case WIRE_ARTIFACT:
+        break;
+    default:
+        return -EBADMSG;
+    }
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int r = -EBADMSG;
+    /* Bodies are padded with zeros to 8 bytes: the object must be first, the rest zero. */
+    if (msgpack_unpack_next(&up, (const char *)body, body_len, &off) == MSGPACK_UNPACK_SUCCESS) {
+        bool tail_zero = true;
+        for (size_t i = off; i < body_len; i++)
+            tail_zero &= body[i] == 0;
+        if (tail_zero && body_len - off < SHMLOG_ALIGN)
+            r = decode_body(d, rec->type, &up.data, out);
+    }
+    msgpack_unpacked_destroy(&up);
+    return r;
+}

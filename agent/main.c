@@ -1,0 +1,201 @@
+/* main.c — sidetrackd: options, signals and the drain loop.
+ *
+ * The loop drains every lane of every ring in passes of at most --batch records, each pass
+ * one LMDB transaction. It sleeps only when a pass found nothing (1 ms, doubling up to
+ * --idle-sleep), so a busy node is drained continuously and an idle one costs little.
+ * SIGTERM and SIGINT end it after a last drain and an fsync: exit status 0.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: sidetrackd [OPTIONS]\n"
+            "\n"
+            "The sidetrack node agent: drains the shared-memory rings that training processes\n"
+            "log into, and stores their records in the node's store (LMDB).\n"
+            "\n"
+            "Options:\n"
+            "  -d, --data DIR           store directory (default: $SIDETRACK_DATA, else\n"
+            "                           /var/lib/sidetrack as root, ~/.local/share/sidetrack)\n"
+            "  -r, --ring-dir DIR       ring directory (default: $SIDETRACK_RING_DIR, else\n"
+            "                           /dev/shm/sidetrack); producers must use the same\n"
+            "  -f, --fsync-interval MS  durability window: fsync the store at most every MS\n"
+            "                           milliseconds (default 100). 0 fsyncs every commit.\n"
+            "                           A killed agent loses nothing either way; a power loss\n"
+            "                           or kernel crash can lose up to the last MS of records.\n"
+            "  -b, --batch N            most records in one store transaction (default 262144)\n"
+            "  -i, --idle-sleep MS      longest sleep when the rings are empty (default 20)\n"
+            "  -v, --verbose            say which rings are drained\n"
+            "  -h, --help               show this help\n"
+            "      --version            show the version\n"
+            "\n"
+            "Signals: SIGTERM and SIGINT drain what is published, fsync, and exit 0.\n"
+            "See docs/agent.md.\n");
+}
+
+static int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || end == s || v > max) {
+        fprintf(stderr, "sidetrackd: %s: expected a whole number from 0 to %u, got '%s'\n", what,
+                max, s);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char data_buf[4096];
+    const char *env_ring = getenv("SIDETRACK_RING_DIR");
+    struct agent_options opt = {
+        .data_dir = store_default_dir(data_buf, sizeof data_buf),
+        .ring_dir = env_ring && *env_ring ? env_ring : "/dev/shm/sidetrack",
+        .fsync_interval_ms = 100,
+        .batch_records = 262144,
+        .idle_sleep_ms = 20,
+    };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"ring-dir", required_argument, NULL, 'r'},
+        {"fsync-interval", required_argument, NULL, 'f'},
+        {"batch", required_argument, NULL, 'b'},
+        {"idle-sleep", required_argument, NULL, 'i'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "d:r:f:b:i:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            opt.data_dir = optarg;
+            break;
+        case 'r':
+            opt.ring_dir = optarg;
+            break;
+        case 'f':
+            if (parse_u32(optarg, "--fsync-interval", 3600000, &opt.fsync_interval_ms) < 0)
+                return 2;
+            break;
+        case 'b':
+            if (parse_u32(optarg, "--batch", 16u << 20, &opt.batch_records) < 0)
+                return 2;
+            if (opt.batch_records == 0) {
+                fprintf(stderr, "sidetrackd: --batch must be at least 1\n");
+                return 2;
+            }
+            break;
+        case 'i':
+            if (parse_u32(optarg, "--idle-sleep", 10000, &opt.idle_sleep_ms) < 0)
+                return 2;
+            break;
+        case 'v':
+            opt.verbose = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("sidetrackd %s\n", SIDETRACK_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sidetrackd: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!opt.data_dir) {
+        fprintf(stderr, "sidetrackd: no data directory: set --data or $SIDETRACK_DATA\n");
+        return 2;
+    }
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct agent a;
+    char err[1024] = "";
+    if (agent_init(&a, &opt, err, sizeof err) < 0) {
+        fprintf(stderr, "sidetrackd: %s\n", err);
+        agent_fini(&a);
+        return 1;
+    }
+    agent_log("info", "draining rings in %s into %s (fsync %s%u ms, batch %u)", opt.ring_dir,
+              opt.data_dir, opt.fsync_interval_ms ? "every " : "on every commit, ",
+              opt.fsync_interval_ms, opt.batch_records);
+
+    uint32_t sleep_ms = 1;
+    int last_err = 0;
+    while (!stop_requested) {
+        if (agent_now_ns() - a.last_scan_ns > 1000000000ull)
+            agent_scan(&a);
+        int r = agent_drain_pass(&a);
+        if (r < 0 && r != -EAGAIN) {
+            if (r != last_err)
+                agent_log("error", "store write failed: %s; records stay in the rings and are "
+                                   "retried every second",
+                          store_strerror(r));
+            last_err = r;
+            struct timespec ts = {1, 0};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (last_err && r >= 0) {
+            agent_log("info", "store writes work again");
+            last_err = 0;
+        }
+        int s = agent_maybe_sync(&a, false);
+        if (s < 0)
+            agent_log("error", "fsync of the store failed: %s", store_strerror(s));
+        if (r > 0) {
+            sleep_ms = 1;
+            continue;
+        }
+        struct timespec ts = {0, (long)sleep_ms * 1000000};
+        nanosleep(&ts, NULL);
+        if (sleep_ms < opt.idle_sleep_ms)
+            sleep_ms = sleep_ms * 2 > opt.idle_sleep_ms ? opt.idle_sleep_ms : sleep_ms * 2;
+    }
+
+    /* Last drain: everything published before the signal goes in. */
+    agent_scan(&a);
+    int r;
+    int rounds = 0;
+    while ((r = agent_drain_pass(&a)) != 0 && rounds++ < 10000) {
+        if (r < 0 && r != -EAGAIN)
+            break;
+    }
+    int s = agent_maybe_sync(&a, true);
+    agent_log("info", "stopped after storing %llu records in %llu commits",
+              (unsigned long long)a.records_total, (unsigned long long)a.commits);
+    agent_fini(&a);
+    return (r < 0 && r != -EAGAIN) || s < 0 ? 1 : 0;
+}
