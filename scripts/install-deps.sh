@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages sidetrack builds and tests with. Run as root.
+# Skips apt entirely when everything is present already (SIDETRACK_SKIP_APT=1 forces a skip).
+set -euo pipefail
+PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+      liblmdb-dev lmdb-utils libmsgpack-dev libzmq3-dev libcurl4-openssl-dev libssl-dev
+      libcmocka-dev python3 ca-certificates)
+if [ "${SIDETRACK_SKIP_APT:-0}" = 1 ]; then exit 0; fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "sidetrack: missing packages: ${missing[*]}; run this as root (or install them)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

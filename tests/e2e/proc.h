@@ -1,0 +1,35 @@
+/* proc.h — process helpers for the end-to-end tests: real agents, real producers, real CLI. */
+#ifndef SIDETRACK_TEST_PROC_H
+#define SIDETRACK_TEST_PROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct scratch {
+    char root[256];     /* removed at the end */
+    char data[300];     /* the agent's store */
+    char rings[300];    /* the ring directory, in /dev/shm when there is one */
+};
+
+/* Makes fresh directories for one test, and points libsidetrack at them (SIDETRACK_RING_DIR). */
+void scratch_make(struct scratch *s, const char *name);
+void scratch_remove(struct scratch *s);
+
+/* Path of a built program, from $SIDETRACK_BUILD_DIR: e.g. bin_path("agent/sidetrackd"). */
+const char *bin_path(const char *rel, char *buf, size_t len);
+
+/* Starts sidetrackd on the scratch dirs with extra arguments (NULL-terminated). */
+pid_t agent_start(const struct scratch *s, const char *const *extra);
+/* SIGTERM and wait: returns the exit status (0 = drained and stopped cleanly), -1 on signal. */
+int agent_stop(pid_t pid);
+/* SIGKILL and reap. */
+void agent_kill(pid_t pid);
+
+/* Runs the CLI with --data of the scratch and the given arguments; returns its exit status
+ * and its standard output in a malloc'd string (*out). */
+int cli_run(const struct scratch *s, char **out, const char *const *args);
+
+/* Waits for pid with a timeout in ms; returns the wait status or -1 on timeout (then kills). */
+int wait_for(pid_t pid, int timeout_ms);
+
+#endif

@@ -1,0 +1,307 @@
+/* test_e2e.c — the local path end to end, with real processes: a producer process logs through
+ * libsidetrack, a real sidetrackd drains the ring into its store, and the real CLI reads it
+ * back. The agent is killed with SIGKILL mid-stream and restarted, and the final store must
+ * hold exactly the records that were published: none lost, none twice, in order.
+ *
+ * E2E_POINTS and E2E_KILLS scale the long tests (CI uses the defaults below).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "proc.h"
+
+#include <sidetrack.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long env_long(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? atol(v) : dflt;
+}
+
+/* The value logged for step i of key k: not representable in short decimal, so an exact match
+ * proves the full 64 bits went through. */
+static double value_of(long i, int k) { return (double)i * 0.5 + k + 1.0 / (double)(i + 3); }
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+struct producer_spec {
+    long points;      /* per key */
+    int keys;
+    long per_second;  /* pacing; 0 = as fast as possible */
+    uint64_t lane_size;
+    int params;       /* extra params p0..pN */
+    const char *artifact_content;
+};
+
+/* Forks a producer. It writes the run id (33 bytes with NUL) to the pipe, then logs, then
+ * exits with 0, or 3 if any metric was dropped (the tests need exact sets). */
+static pid_t producer_start(const struct producer_spec *ps, int *id_fd)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0) {
+        close(p[1]);
+        *id_fd = p[0];
+        return pid;
+    }
+    close(p[0]);
+    st_options opt = {.lane_size = ps->lane_size};
+    st_client *c;
+    if (st_open(&c, &opt) < 0)
+        _exit(10);
+    st_run *run;
+    if (st_run_start(c, "e2e", "producer", &run) < 0)
+        _exit(11);
+    if (write(p[1], st_run_id(run), 33) != 33)
+        _exit(12);
+    close(p[1]);
+    st_log_param(run, "lr", "0.01");
+    st_set_tag(run, "suite", "e2e");
+    for (int i = 0; i < ps->params; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "p%d", i);
+        snprintf(v, sizeof v, "value-%d", i);
+        if (st_log_param(run, k, v) < 0)
+            _exit(13);
+    }
+    st_key keys[8];
+    for (int k = 0; k < ps->keys; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "m%d", k);
+        if (st_key_intern(c, name, &keys[k]) < 0)
+            _exit(14);
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < ps->points; i++) {
+        for (int k = 0; k < ps->keys; k++)
+            st_log_metric(run, keys[k], value_of(i, k), i);
+        if (ps->per_second && (i & 1023) == 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            double due = (double)i / (double)ps->per_second;
+            double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+            if (due > el)
+                sleep_ms((long)((due - el) * 1000) + 1);
+        }
+    }
+    if (ps->artifact_content) {
+        char path[] = "/tmp/st-e2e-art-XXXXXX";
+        int fd = mkstemp(path);
+        if (fd < 0 || write(fd, ps->artifact_content, strlen(ps->artifact_content)) < 0)
+            _exit(15);
+        close(fd);
+        int r = st_log_artifact(run, path, "out/result.txt");
+        unlink(path);
+        if (r < 0)
+            _exit(16);
+    }
+    st_stats s;
+    st_stats_get(c, &s);
+    st_run_end(run, ST_RUN_FINISHED);
+    st_close(c);
+    _exit(s.dropped_metrics || s.lost_records ? 3 : 0);
+}
+
+static void read_run_id(int fd, char id[33])
+{
+    assert_int_equal(read(fd, id, 33), 33);
+    close(fd);
+    assert_int_equal(strlen(id), 32);
+}
+
+static void producer_wait_ok(pid_t pid)
+{
+    int st = wait_for(pid, 600000);
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0); /* 3 would mean drops: the test's pacing is wrong */
+}
+
+/* Checks that the CLI returns exactly points values of key k, steps 0..points-1 in order. */
+static void expect_history(const struct scratch *s, const char *run, int k, long points)
+{
+    char key[16];
+    snprintf(key, sizeof key, "m%d", k);
+    char *out;
+    const char *args[] = {"metrics", run, key, "--format", "csv", NULL};
+    assert_int_equal(cli_run(s, &out, args), 0);
+    char *save, *line = strtok_r(out, "\n", &save);
+    assert_non_null(line);
+    assert_string_equal(line, "step,timestamp,value");
+    long n = 0;
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        long step;
+        long long ts;
+        char val[64];
+        assert_int_equal(sscanf(line, "%ld,%lld,%63s", &step, &ts, val), 3);
+        if (step != n) {
+            fail_msg("key %s: point %ld has step %ld (lost, duplicated or out of order)", key, n,
+                     step);
+        }
+        double v = strtod(val, NULL);
+        if (v != value_of(n, k))
+            fail_msg("key %s step %ld: value %s, expected %.17g", key, n, val, value_of(n, k));
+        assert_true(ts > 1600000000000LL); /* a real wall-clock millisecond stamp */
+        n++;
+    }
+    if (n != points)
+        fail_msg("key %s: %ld points read back, %ld logged", key, n, points);
+    free(out);
+}
+
+static void metrics_logged_are_read_back_exactly_by_the_cli(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "exact");
+    pid_t agent = agent_start(&s, NULL);
+    struct producer_spec ps = {.points = 100000, .keys = 3, .lane_size = 64u << 20,
+                               .artifact_content = "weights 0.1 0.2 0.3\n"};
+    int fd;
+    pid_t prod = producer_start(&ps, &fd);
+    char run[33];
+    read_run_id(fd, run);
+    producer_wait_ok(prod);
+    assert_int_equal(agent_stop(agent), 0);
+
+    for (int k = 0; k < ps.keys; k++)
+        expect_history(&s, run, k, ps.points);
+
+    char *out;
+    const char *show[] = {"runs", "show", run, "--json", NULL};
+    assert_int_equal(cli_run(&s, &out, show), 0);
+    assert_non_null(strstr(out, "\"lr\""));
+    assert_non_null(strstr(out, "\"0.01\""));
+    assert_non_null(strstr(out, "\"suite\""));
+    assert_non_null(strstr(out, "FINISHED"));
+    free(out);
+
+    const char *get[] = {"artifacts", run, "--get", "out/result.txt", NULL};
+    assert_int_equal(cli_run(&s, &out, get), 0);
+    assert_string_equal(out, "weights 0.1 0.2 0.3\n");
+    free(out);
+    scratch_remove(&s);
+}
+
+static void records_logged_before_the_agent_starts_are_stored(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "late");
+    struct producer_spec ps = {.points = 20000, .keys = 2, .lane_size = 16u << 20, .params = 10};
+    int fd;
+    pid_t prod = producer_start(&ps, &fd);
+    char run[33];
+    read_run_id(fd, run);
+    producer_wait_ok(prod); /* the producer is gone before any agent ran */
+    pid_t agent = agent_start(&s, NULL);
+    assert_int_equal(agent_stop(agent), 0);
+    for (int k = 0; k < ps.keys; k++)
+        expect_history(&s, run, k, ps.points);
+    scratch_remove(&s);
+}
+
+static void params_spilled_from_a_full_lane_reach_the_store(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "spill");
+    /* 64 KiB lane, no agent: 3,000 params cannot fit, most go to the spill file. */
+    struct producer_spec ps = {.points = 0, .keys = 1, .lane_size = 64u << 10, .params = 3000};
+    int fd;
+    pid_t prod = producer_start(&ps, &fd);
+    char run[33];
+    read_run_id(fd, run);
+    producer_wait_ok(prod);
+    pid_t agent = agent_start(&s, NULL);
+    assert_int_equal(agent_stop(agent), 0);
+    char *out;
+    const char *show[] = {"runs", "show", run, "--json", NULL};
+    assert_int_equal(cli_run(&s, &out, show), 0);
+    for (int i = 0; i < ps.params; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "\"p%d\": \"value-%d\"", i, i);
+        char want2[64];
+        snprintf(want2, sizeof want2, "\"p%d\":\"value-%d\"", i, i);
+        if (!strstr(out, want) && !strstr(out, want2))
+            fail_msg("param p%d missing after spill", i);
+    }
+    assert_non_null(strstr(out, "FINISHED")); /* the run end was spilled too, after them */
+    free(out);
+    scratch_remove(&s);
+}
+
+static void agent_killed_mid_stream_loses_and_duplicates_nothing(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "kill");
+    long points = env_long("E2E_POINTS", 1500000);
+    int kills = (int)env_long("E2E_KILLS", 10);
+    /* Paced so that the lane (64 MiB, 1.6 M records) outlasts the agent's downtime. */
+    struct producer_spec ps = {.points = points, .keys = 2, .per_second = points / 4,
+                               .lane_size = 64u << 20};
+    pid_t agent = agent_start(&s, NULL);
+    int fd;
+    pid_t prod = producer_start(&ps, &fd);
+    char run[33];
+    read_run_id(fd, run);
+    unsigned seed = (unsigned)time(NULL);
+    printf("# kill test: seed %u, %d kills, %ld points x 2 keys\n", seed, kills, points);
+    for (int i = 0; i < kills; i++) {
+        sleep_ms(50 + rand_r(&seed) % 300);
+        agent_kill(agent);
+        agent = agent_start(&s, NULL);
+    }
+    producer_wait_ok(prod);
+    assert_int_equal(agent_stop(agent), 0);
+    for (int k = 0; k < ps.keys; k++)
+        expect_history(&s, run, k, ps.points);
+    scratch_remove(&s);
+}
+
+static void a_second_agent_on_the_same_store_is_refused(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "twice");
+    pid_t a1 = agent_start(&s, NULL);
+    sleep_ms(300);
+    pid_t a2 = agent_start(&s, NULL);
+    int st = wait_for(a2, 10000);
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    assert_int_equal(agent_stop(a1), 0);
+    scratch_remove(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(metrics_logged_are_read_back_exactly_by_the_cli),
+        cmocka_unit_test(records_logged_before_the_agent_starts_are_stored),
+        cmocka_unit_test(params_spilled_from_a_full_lane_reach_the_store),
+        cmocka_unit_test(agent_killed_mid_stream_loses_and_duplicates_nothing),
+        cmocka_unit_test(a_second_agent_on_the_same_store_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
