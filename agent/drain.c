@@ -237,6 +237,10 @@ static int lane_adopt(struct agent *a, struct store_txn *t, struct arena_state *
     ls->committed_pos = ls->rec.ring_pos;
     ls->spill_pos = ls->spill_committed = ls->rec.spill_pos;
     ls->finished = ls->rec.finished;
+    /* A lane found finished after a restart still has to be freed: that happens after the
+     * pass commits, so make the pass commit. */
+    if (ls->finished)
+        ls->dirty = true;
     ls->owner_seen = owner;
     shmlog_cursor_init(&ls->cur, &as->arena, lane, ls->rec.ring_pos);
     ls->adopted = true;
