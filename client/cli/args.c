@@ -1,0 +1,106 @@
+/* args.c — option parsing for the CLI's commands.
+ *
+ * getopt_long's error messages cannot name the command they belong to, and its abbreviations
+ * of long options would make every new option a possible break of someone's script; this is
+ * the small part of it we need, with messages that say which command and where to look.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+void cli_args_init(struct cli_args *a, const char *cmd, int argc, char **argv,
+                   const struct cli_option *opts)
+{
+    *a = (struct cli_args){.cmd = cmd, .argc = argc, .argv = argv, .next = 1, .opts = opts};
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sidetrack%s%s: ", cmd && *cmd ? " " : "", cmd ? cmd : "");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'sidetrack%s%s --help')\n", cmd && *cmd ? " " : "", cmd ? cmd : "");
+    return CLI_USAGE;
+}
+
+static const struct cli_option *find_long(const struct cli_option *o, const char *name, size_t n)
+{
+    for (; o->name; o++)
+        if (strlen(o->name) == n && memcmp(o->name, name, n) == 0)
+            return o;
+    return NULL;
+}
+
+static const struct cli_option *find_letter(const struct cli_option *o, char letter)
+{
+    for (; o->name; o++)
+        if (o->letter && o->letter == letter)
+            return o;
+    return NULL;
+}
+
+static int parse_long(struct cli_args *a, const char *arg, const char **value)
+{
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t n = eq ? (size_t)(eq - name) : strlen(name);
+    const struct cli_option *o = find_long(a->opts, name, n);
+    if (!o)
+        return cli_usage_error(a->cmd, "unknown option '--%.*s'", (int)n, name), CLI_ARG_ERROR;
+    if (!o->has_value) {
+        if (eq)
+            return cli_usage_error(a->cmd, "option '--%s' takes no value", o->name),
+                   CLI_ARG_ERROR;
+        return o->id;
+    }
+    if (eq) {
+        *value = eq + 1;
+        return o->id;
+    }
+    if (a->next >= a->argc)
+        return cli_usage_error(a->cmd, "option '--%s' needs a value", o->name), CLI_ARG_ERROR;
+    *value = a->argv[a->next++];
+    return o->id;
+}
+
+static int parse_short(struct cli_args *a, const char *arg, const char **value)
+{
+    const struct cli_option *o = find_letter(a->opts, arg[1]);
+    if (!o)
+        return cli_usage_error(a->cmd, "unknown option '%s'", arg), CLI_ARG_ERROR;
+    if (!o->has_value) {
+        if (arg[2])
+            return cli_usage_error(a->cmd, "unknown option '%s'", arg), CLI_ARG_ERROR;
+        return o->id;
+    }
+    if (arg[2]) { /* -dDIR */
+        *value = arg + 2;
+        return o->id;
+    }
+    if (a->next >= a->argc)
+        return cli_usage_error(a->cmd, "option '-%c' needs a value", o->letter), CLI_ARG_ERROR;
+    *value = a->argv[a->next++];
+    return o->id;
+}
+
+int cli_args_next(struct cli_args *a, const char **value)
+{
+    *value = NULL;
+    if (a->next >= a->argc)
+        return CLI_ARG_END;
+    const char *arg = a->argv[a->next++];
+    /* "-" alone is an argument (stdout, by convention), not an option. */
+    if (a->only_positional || arg[0] != '-' || arg[1] == '\0') {
+        *value = arg;
+        return CLI_ARG_POSITIONAL;
+    }
+    if (strcmp(arg, "--") == 0) {
+        a->only_positional = true;
+        return cli_args_next(a, value);
+    }
+    if (arg[1] == '-')
+        return parse_long(a, arg, value);
+    return parse_short(a, arg, value);
+}

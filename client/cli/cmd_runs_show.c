@@ -1,0 +1,391 @@
+/* cmd_runs_show.c — `sidetrack runs show RUN`: everything about one run.
+ *
+ * One read transaction gathers the run's row, its experiment's name, params, tags, the
+ * summary of every metric (latest, count, min, max: the store keeps them, so no history is
+ * read) and its artifacts; then the transaction ends and the run is printed as sections of
+ * text, or as one JSON object.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct metric_row {
+    char *key;
+    struct store_metric_summary s;
+};
+
+struct run_details {
+    struct store_run run;
+    struct store_experiment experiment;
+    bool has_experiment;
+    struct cli_strv params; /* key, value, key, value, ... in key order */
+    struct cli_strv tags;
+    struct metric_row *metrics;
+    size_t nmetrics, metrics_cap;
+    struct store_artifact *artifacts;
+    size_t nartifacts, artifacts_cap;
+};
+
+static int collect_pair(const char *key, const char *value, void *arg)
+{
+    int r = cli_strv_add(arg, key);
+    return r < 0 ? r : cli_strv_add(arg, value);
+}
+
+static int collect_metric(const char *key, const struct store_metric_summary *s, void *arg)
+{
+    struct run_details *d = arg;
+    if (d->nmetrics == d->metrics_cap) {
+        size_t cap = d->metrics_cap ? 2 * d->metrics_cap : 16;
+        struct metric_row *v = realloc(d->metrics, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        d->metrics = v;
+        d->metrics_cap = cap;
+    }
+    struct metric_row *m = &d->metrics[d->nmetrics];
+    if (!(m->key = strdup(key)))
+        return -ENOMEM;
+    m->s = *s;
+    d->nmetrics++;
+    return 0;
+}
+
+static int collect_artifact(const struct store_artifact *a, void *arg)
+{
+    struct run_details *d = arg;
+    if (d->nartifacts == d->artifacts_cap) {
+        size_t cap = d->artifacts_cap ? 2 * d->artifacts_cap : 16;
+        struct store_artifact *v = realloc(d->artifacts, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        d->artifacts = v;
+        d->artifacts_cap = cap;
+    }
+    d->artifacts[d->nartifacts++] = *a;
+    return 0;
+}
+
+static void run_details_free(struct run_details *d)
+{
+    cli_strv_free(&d->params);
+    cli_strv_free(&d->tags);
+    for (size_t i = 0; i < d->nmetrics; i++)
+        free(d->metrics[i].key);
+    free(d->metrics);
+    free(d->artifacts);
+}
+
+/* Reads everything about the run in one transaction; the caller prints after it ended. */
+static int gather_run(struct cli *c, const char *arg, struct run_details *d)
+{
+    struct store_txn *t;
+    uint8_t id[16];
+    char hex[33];
+    int r;
+    if (cli_begin(c, &t) != CLI_OK)
+        return CLI_FAIL;
+    if (cli_resolve_run(t, arg, id) != CLI_OK) {
+        store_abort(t);
+        return CLI_FAIL;
+    }
+    store_run_id_hex(id, hex);
+    const char *what = "info";
+    r = store_run_get(t, id, &d->run);
+    if (r == 0) {
+        int e = store_experiment_get(t, d->run.experiment_id, &d->experiment);
+        d->has_experiment = e == 0;
+        r = e == -ENOENT ? 0 : e; /* a placeholder run's experiment may not exist yet */
+    }
+    if (r == 0) {
+        what = "params";
+        r = store_params_foreach(t, id, collect_pair, &d->params);
+    }
+    if (r == 0) {
+        what = "tags";
+        r = store_tags_foreach(t, id, collect_pair, &d->tags);
+    }
+    if (r == 0) {
+        what = "metrics";
+        r = store_metric_keys_foreach(t, id, collect_metric, d);
+    }
+    if (r == 0) {
+        what = "artifacts";
+        r = store_artifacts_foreach(t, id, collect_artifact, d);
+    }
+    store_abort(t);
+    if (r < 0)
+        return cli_store_error(r, "cannot read the %s of run %s", what, hex);
+    return CLI_OK;
+}
+
+/* ---- text ---- */
+
+static int print_info(const struct run_details *d)
+{
+    const struct store_run *r = &d->run;
+    char hex[33], buf[128];
+    struct table tb;
+    table_init(&tb, 2, 0);
+    store_run_id_hex(r->id, hex);
+    printf("run %s\n", hex);
+    table_cell(&tb, "name");
+    table_cell(&tb, *r->name ? r->name : "-");
+    table_cell(&tb, "experiment");
+    if (d->has_experiment)
+        table_cellf(&tb, "%s (id %llu)", d->experiment.name,
+                    (unsigned long long)r->experiment_id);
+    else
+        table_cellf(&tb, "#%llu (unknown)", (unsigned long long)r->experiment_id);
+    table_cell(&tb, "status");
+    table_cell(&tb, store_run_status_name(r->status));
+    table_cell(&tb, "start");
+    format_time_ms(buf, sizeof buf, r->start_ms, true);
+    table_cell(&tb, buf);
+    table_cell(&tb, "end");
+    format_time_ms(buf, sizeof buf, r->end_ms, true);
+    table_cell(&tb, buf);
+    table_cell(&tb, "duration");
+    cli_run_duration(r, cli_now_ms(), buf, sizeof buf);
+    table_cell(&tb, buf);
+    table_cell(&tb, "user");
+    table_cellf(&tb, "%s (uid %" PRIu32 ")", *r->user ? r->user : "-", r->uid);
+    table_cell(&tb, "host");
+    table_cellf(&tb, "%s (pid %" PRIu32 ")", *r->host ? r->host : "-", r->pid);
+    if (r->has_parent) {
+        store_run_id_hex(r->parent, hex);
+        table_cell(&tb, "parent");
+        table_cell(&tb, hex);
+    }
+    int err = table_print(&tb, stdout, "  ");
+    table_free(&tb);
+    return err;
+}
+
+static void print_pairs(const char *title, const struct cli_strv *kv)
+{
+    printf("\n%s\n", title);
+    if (!kv->n)
+        puts("  (none)");
+    for (size_t i = 0; i + 1 < kv->n; i += 2) {
+        fputs("  ", stdout);
+        print_text(stdout, kv->v[i]);
+        fputs(" = ", stdout);
+        print_text(stdout, kv->v[i + 1]);
+        fputc('\n', stdout);
+    }
+}
+
+static void cell_double(struct table *tb, double v, bool nan_is_none)
+{
+    char buf[40];
+    if (nan_is_none && isnan(v)) {
+        table_cell(tb, "-");
+        return;
+    }
+    format_double_short(buf, sizeof buf, v);
+    table_cell(tb, buf);
+}
+
+static int print_metrics(const struct run_details *d)
+{
+    puts("\nmetrics");
+    if (!d->nmetrics) {
+        puts("  (none)");
+        return 0;
+    }
+    struct table tb;
+    table_init(&tb, 6, 0x3e); /* numbers right-aligned */
+    static const char *const head[] = {"KEY", "LATEST", "STEP", "COUNT", "MIN", "MAX"};
+    for (size_t i = 0; i < 6; i++)
+        table_cell(&tb, head[i]);
+    for (size_t i = 0; i < d->nmetrics; i++) {
+        const struct metric_row *m = &d->metrics[i];
+        table_cell(&tb, m->key);
+        cell_double(&tb, m->s.latest.value, false);
+        table_cellf(&tb, "%" PRId64, m->s.latest.step);
+        table_cellf(&tb, "%" PRIu64, m->s.count);
+        cell_double(&tb, m->s.min, true); /* NaN: no value that is not NaN */
+        cell_double(&tb, m->s.max, true);
+    }
+    int r = table_print(&tb, stdout, "  ");
+    table_free(&tb);
+    return r;
+}
+
+static int print_artifacts(const struct run_details *d)
+{
+    puts("\nartifacts");
+    if (!d->nartifacts) {
+        puts("  (none)");
+        return 0;
+    }
+    struct table tb;
+    table_init(&tb, 3, 0x2);
+    table_cell(&tb, "PATH");
+    table_cell(&tb, "SIZE");
+    table_cell(&tb, "SHA256");
+    for (size_t i = 0; i < d->nartifacts; i++) {
+        char sha[65];
+        format_hex(d->artifacts[i].sha256, 32, sha);
+        table_cell(&tb, d->artifacts[i].path);
+        table_cellf(&tb, "%" PRIu64, d->artifacts[i].size);
+        table_cell(&tb, sha);
+    }
+    int r = table_print(&tb, stdout, "  ");
+    table_free(&tb);
+    return r;
+}
+
+/* ---- JSON ---- */
+
+static void json_pairs(struct json *j, const char *name, const struct cli_strv *kv)
+{
+    json_key(j, name);
+    json_begin_object(j, false);
+    for (size_t i = 0; i + 1 < kv->n; i += 2)
+        json_kv_string(j, kv->v[i], kv->v[i + 1]);
+    json_end_object(j);
+}
+
+/* min and max are null when the series holds no value that is not NaN. */
+static void json_kv_double_or_null(struct json *j, const char *key, double v)
+{
+    json_key(j, key);
+    if (isnan(v))
+        json_null(j);
+    else
+        json_double(j, v);
+}
+
+static void json_metrics(struct json *j, const struct run_details *d)
+{
+    json_key(j, "metrics");
+    json_begin_array(j, false);
+    for (size_t i = 0; i < d->nmetrics; i++) {
+        const struct metric_row *m = &d->metrics[i];
+        json_begin_object(j, true);
+        json_kv_string(j, "key", m->key);
+        json_key(j, "latest");
+        json_begin_object(j, true);
+        json_kv_double(j, "value", m->s.latest.value);
+        json_kv_int(j, "step", m->s.latest.step);
+        json_kv_int(j, "timestamp", m->s.latest.ts_ms);
+        json_end_object(j);
+        json_kv_uint(j, "count", m->s.count);
+        json_kv_double_or_null(j, "min", m->s.min);
+        json_kv_double_or_null(j, "max", m->s.max);
+        json_end_object(j);
+    }
+    json_end_array(j);
+}
+
+static void json_artifacts(struct json *j, const struct run_details *d)
+{
+    json_key(j, "artifacts");
+    json_begin_array(j, false);
+    for (size_t i = 0; i < d->nartifacts; i++) {
+        char sha[65];
+        format_hex(d->artifacts[i].sha256, 32, sha);
+        json_begin_object(j, true);
+        json_kv_string(j, "path", d->artifacts[i].path);
+        json_kv_uint(j, "size", d->artifacts[i].size);
+        json_kv_string(j, "sha256", sha);
+        json_end_object(j);
+    }
+    json_end_array(j);
+}
+
+static void print_run_json(const struct run_details *d)
+{
+    struct json j;
+    json_init(&j, stdout);
+    json_begin_object(&j, false);
+    json_key(&j, "info");
+    json_begin_object(&j, false);
+    cli_json_run_info(&j, &d->run, d->has_experiment ? d->experiment.name : NULL);
+    json_key(&j, "parent_run_id");
+    if (d->run.has_parent) {
+        char hex[33];
+        store_run_id_hex(d->run.parent, hex);
+        json_string(&j, hex);
+    } else {
+        json_null(&j);
+    }
+    json_end_object(&j);
+    json_pairs(&j, "params", &d->params);
+    json_pairs(&j, "tags", &d->tags);
+    json_metrics(&j, d);
+    json_artifacts(&j, d);
+    json_end_object(&j);
+    json_finish(&j);
+}
+
+static void runs_show_usage(FILE *f)
+{
+    fputs("Usage: sidetrack runs show RUN [--json]\n"
+          "\n"
+          "Shows one run: its info, params (key = value), tags, metrics (latest value and its\n"
+          "step, count, min, max) and artifacts (path, size, sha256).\n"
+          "RUN is the run's id: 32 hex digits, or a unique prefix of at least 4.\n"
+          "\n"
+          "Options:\n"
+          "      --json      one JSON object: {info, params, tags, metrics, artifacts}\n"
+          "  -d, --data DIR  the store's directory\n"
+          "  -h, --help      show this help\n",
+          f);
+}
+
+enum { OPT_JSON = CLI_OPT_FIRST };
+
+int cmd_runs_show(struct cli *c, int argc, char **argv)
+{
+    static const struct cli_option opts[] = {
+        CLI_COMMON_OPTIONS,
+        {"json", 0, false, OPT_JSON},
+        {0},
+    };
+    const char *run = NULL, *v;
+    bool json = false;
+    struct cli_args a;
+    cli_args_init(&a, "runs show", argc, argv, opts);
+    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
+        switch (o) {
+        case CLI_OPT_HELP: runs_show_usage(stdout); return CLI_OK;
+        case CLI_OPT_DATA: c->data_dir = v; break;
+        case OPT_JSON: json = true; break;
+        case CLI_ARG_POSITIONAL:
+            if (run)
+                return cli_usage_error(a.cmd, "unexpected argument '%s'", v);
+            run = v;
+            break;
+        default: return CLI_USAGE;
+        }
+    }
+    if (!run)
+        return cli_usage_error(a.cmd, "missing RUN");
+    if (cli_open_store(c) != CLI_OK)
+        return CLI_FAIL;
+
+    struct run_details d = {0};
+    int rc = gather_run(c, run, &d);
+    if (rc == CLI_OK && json) {
+        print_run_json(&d);
+    } else if (rc == CLI_OK) {
+        int r = print_info(&d);
+        print_pairs("params", &d.params);
+        print_pairs("tags", &d.tags);
+        if (r == 0)
+            r = print_metrics(&d);
+        if (r == 0)
+            r = print_artifacts(&d);
+        if (r < 0)
+            rc = cli_store_error(r, "cannot print the run");
+    }
+    run_details_free(&d);
+    return rc;
+}
