@@ -20,6 +20,10 @@
  * Errors: 0 or a negative errno; LMDB's own codes are mapped (MDB_MAP_FULL -> -ENOSPC with
  * store_map_full() telling them apart from a full disk, MDB_NOTFOUND -> -ENOENT, corruption
  * -> -EBADMSG, version mismatch -> -EPROTONOSUPPORT). store_strerror() gives a sentence.
+ * A write that fails inside LMDB (e.g. -ENOSPC) poisons its transaction: later calls and
+ * store_commit() return the same error; abort, store_grow() if the map was full, and redo.
+ * Foreach callbacks return 0 to go on; any other value stops the walk and is returned.
+ * Keys of params, tags and metrics: 1 to 490 bytes (-EINVAL / -ENAMETOOLONG otherwise).
  */
 #ifndef SIDETRACK_STORE_H
 #define SIDETRACK_STORE_H
@@ -62,7 +66,7 @@ struct store_info {
 int store_info(struct store *s, struct store_info *info);
 
 int store_begin(struct store *s, bool write, struct store_txn **t);
-int store_commit(struct store_txn *t);
+int store_commit(struct store_txn *t); /* frees t, whatever it returns */
 void store_abort(struct store_txn *t); /* NULL accepted */
 
 /* ---- experiments -------------------------------------------------------------------- */
@@ -147,7 +151,7 @@ int store_metric_append(struct store_txn *t, const uint8_t run[16], const char *
 
 struct store_metric_summary {
     uint64_t count;
-    struct store_point latest; /* MLflow's "latest": greatest timestamp, then greatest value */
+    struct store_point latest; /* MLflow's "latest": greatest step, then timestamp, then value */
     double min, max;           /* over non-NaN values; NaN when there are none */
 };
 /* Every metric key of a run, in key order, with its summary. */
@@ -162,7 +166,9 @@ int store_metric_summary_get(struct store_txn *t, const uint8_t run[16], const c
 int store_metric_history(struct store_txn *t, const uint8_t run[16], const char *key,
                          int (*cb)(const struct store_point *pts, size_t n, void *arg), void *arg);
 
-/* Block codec, exposed for tests and fuzzing. A block is a header plus encoded points. */
+/* Block codec, exposed for tests and fuzzing. A block is a header plus encoded points.
+ * append: blk_len 0 starts a block; returns the new length, or 0 when p does not fit in cap.
+ * decode: -EBADMSG for malformed bytes; -ENOBUFS with *n = count when cap is too small. */
 #define STORE_BLOCK_HDR 40u
 size_t store_block_append(uint8_t *blk, size_t blk_len, size_t cap, const struct store_point *p);
 int store_block_decode(const uint8_t *blk, size_t blk_len, struct store_point *out, size_t cap,
@@ -204,7 +210,7 @@ struct store_lane {
 int store_lane_get(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN], struct store_lane *out);
 int store_lane_put(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN],
                    const struct store_lane *l);
-/* Deletes a lane's record and its dictionary. */
+/* Deletes a lane's record and its dictionary; -ENOENT when there was neither. */
 int store_lane_delete(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN]);
 /* A lane's dictionary: kind 'k' (key id -> name) or 'r' (run slot -> 16-byte run id). */
 int store_lane_dict_put(struct store_txn *t, const uint8_t id[STORE_LANE_ID_LEN], uint8_t kind,
@@ -221,7 +227,7 @@ int store_lane_foreach(struct store_txn *t,
 
 /* Small named counters and values of the agent (e.g. "records_in"), stored with the data. */
 int store_counter_add(struct store_txn *t, const char *name, uint64_t delta);
-int store_counter_get(struct store_txn *t, const char *name, uint64_t *value);
+int store_counter_get(struct store_txn *t, const char *name, uint64_t *value); /* unset: 0 */
 
 /* Default store directory: $SIDETRACK_DATA, else /var/lib/sidetrack for root, else
  * $XDG_DATA_HOME/sidetrack or ~/.local/share/sidetrack. */

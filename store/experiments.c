@@ -1,0 +1,148 @@
+/* experiments.c — experiments: id -> {name, created} in DB_EXP, name -> id in DB_EXP_NAME.
+ *
+ * Ids are u64, stored big-endian so that DB_EXP iterates in id order. "Default" is 0 and is
+ * written when the store is created (env.c); new experiments take meta's "next_exp", which
+ * starts at 1. Values are msgpack maps {n: name, c: created_ms} so that fields can be added.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+
+static int exp_decode(const MDB_val *v, uint64_t id, struct store_experiment *out)
+{
+    struct st_mpr r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size};
+    uint32_t n;
+    int rc = st_mpr_map(&r, &n);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    bool have_name = false;
+    for (uint32_t i = 0; i < n; i++) {
+        struct st_mp_val k, val;
+        if ((rc = st_mpr_val(&r, &k)) < 0 || (rc = st_mpr_val(&r, &val)) < 0)
+            return rc;
+        if (st_mp_key_is(&k, "n")) {
+            if ((rc = st_mp_as_str(&val, out->name, sizeof out->name)) < 0)
+                return rc;
+            have_name = true;
+        } else if (st_mp_key_is(&k, "c")) {
+            if ((rc = st_mp_as_i64(&val, &out->created_ms)) < 0)
+                return rc;
+        }
+    }
+    return have_name ? 0 : -EBADMSG;
+}
+
+static int name_ok(const char *name, size_t *len)
+{
+    if (!name || !*name)
+        return -EINVAL;
+    *len = strnlen(name, sizeof ((struct store_experiment *)0)->name);
+    return *len < sizeof ((struct store_experiment *)0)->name ? 0 : -ENAMETOOLONG;
+}
+
+static int id_by_name(struct store_txn *t, const char *name, size_t len, uint64_t *id)
+{
+    MDB_val v;
+    int rc = st_get(t, DB_EXP_NAME, name, len, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return -EBADMSG;
+    *id = st_rd_be64(v.mv_data);
+    return 0;
+}
+
+int store_experiment_ensure(struct store_txn *t, const char *name, int64_t now_ms, uint64_t *id)
+{
+    size_t len;
+    int rc = name_ok(name, &len);
+    if (rc)
+        return rc;
+    rc = id_by_name(t, name, len, id);
+    if (rc != -ENOENT)
+        return rc;
+    if ((rc = st_writable(t)) != 0)
+        return rc;
+
+    MDB_val v;
+    uint64_t next = 1;
+    rc = st_get(t, DB_META, "next_exp", 8, &v);
+    if (rc == 0) {
+        if (v.mv_size != 8)
+            return -EBADMSG;
+        next = st_rd_le64(v.mv_data);
+    } else if (rc != -ENOENT) {
+        return rc;
+    }
+    if (next == 0 || next == UINT64_MAX)
+        return -EOVERFLOW;
+
+    struct st_mpw w;
+    st_mpw_init(&w);
+    st_mpw_map(&w, 2);
+    st_mpw_str(&w, "n");
+    st_mpw_strn(&w, name, len);
+    st_mpw_str(&w, "c");
+    st_mpw_int(&w, now_ms);
+    uint8_t key[8], nb[8];
+    st_be64(key, next);
+    st_le64(nb, next + 1);
+    rc = st_mpw_done(&w);
+    if (rc == 0)
+        rc = st_put(t, DB_EXP, key, 8, w.buf, w.len, 0);
+    if (rc == 0)
+        rc = st_put(t, DB_EXP_NAME, name, len, key, 8, 0);
+    if (rc == 0)
+        rc = st_put(t, DB_META, "next_exp", 8, nb, 8, 0);
+    st_mpw_free(&w);
+    if (rc == 0)
+        *id = next;
+    return rc;
+}
+
+int store_experiment_get(struct store_txn *t, uint64_t id, struct store_experiment *out)
+{
+    uint8_t key[8];
+    st_be64(key, id);
+    MDB_val v;
+    int rc = st_get(t, DB_EXP, key, 8, &v);
+    if (rc)
+        return rc;
+    return exp_decode(&v, id, out);
+}
+
+int store_experiment_by_name(struct store_txn *t, const char *name, struct store_experiment *out)
+{
+    size_t len;
+    uint64_t id;
+    int rc = name_ok(name, &len);
+    if (rc == 0)
+        rc = id_by_name(t, name, len, &id);
+    if (rc == 0)
+        rc = store_experiment_get(t, id, out);
+    return rc;
+}
+
+struct exp_ctx {
+    int (*cb)(const struct store_experiment *e, void *arg);
+    void *arg;
+};
+
+static int exp_one(const MDB_val *k, const MDB_val *v, void *arg)
+{
+    struct exp_ctx *c = arg;
+    if (k->mv_size != 8)
+        return -EBADMSG;
+    struct store_experiment e;
+    int rc = exp_decode(v, st_rd_be64(k->mv_data), &e);
+    return rc ? rc : c->cb(&e, c->arg);
+}
+
+int store_experiment_foreach(struct store_txn *t,
+                             int (*cb)(const struct store_experiment *e, void *arg), void *arg)
+{
+    struct exp_ctx c = {cb, arg};
+    return st_prefix_foreach(t, DB_EXP, NULL, 0, exp_one, &c);
+}

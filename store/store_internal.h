@@ -1,0 +1,206 @@
+/* store_internal.h — what the store's source files share and nobody else sees: the
+ * environment and transaction structs, the named databases, key building, byte-order helpers,
+ * LMDB error mapping and the small msgpack writer/reader used for growable values.
+ *
+ * Schema (named LMDB databases; all integers in keys are big-endian so that keys sort in
+ * numeric order, integers in fixed binary values are little-endian):
+ *   meta       "version" -> u32, "id" -> 16 bytes, "next_exp" -> u64
+ *   exp        id (u64) -> msgpack {n: name, c: created_ms}
+ *   exp_name   name -> id (u64)
+ *   runs       run id (16) -> msgpack map of struct store_run (see runs.c)
+ *   params     run (16) + key + '\0' -> value bytes
+ *   tags       run (16) + key + '\0' -> value bytes
+ *   mblk       run (16) + key + '\0' + block number (u32) -> metric block (block.c)
+ *   msum       run (16) + key -> summary, fixed binary (metrics.c)
+ *   artifacts  run (16) + path -> sha256 (32) + size (u64) [+ full path when the key is cut]
+ *   lanes      lane id (24) -> fixed binary struct store_lane (lanes.c)
+ *   lanedict   lane id (24) + kind (1) + num (u32) -> value
+ *   counters   name -> u64
+ */
+#ifndef SIDETRACK_STORE_INTERNAL_H
+#define SIDETRACK_STORE_INTERNAL_H
+
+#include "store.h"
+
+#include <lmdb.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+enum st_db {
+    DB_META,
+    DB_EXP,
+    DB_EXP_NAME,
+    DB_RUNS,
+    DB_PARAMS,
+    DB_TAGS,
+    DB_MBLK,
+    DB_MSUM,
+    DB_ARTIFACTS,
+    DB_LANES,
+    DB_LANEDICT,
+    DB_COUNTERS,
+    DB_COUNT
+};
+
+/* LMDB's default maximum key size (MDB_MAXKEYSIZE). */
+#define ST_MAX_KEY 511u
+/* Longest param, tag or metric key: run (16) + key + '\0' + block number (4) fits ST_MAX_KEY. */
+#define ST_MAX_NAME 490u
+/* Longest store directory path (with its NUL). */
+#define ST_DIR_MAX (PATH_MAX - 256)
+
+struct store {
+    MDB_env *env;
+    MDB_dbi dbi[DB_COUNT];
+    unsigned flags;
+    uint8_t id[16];
+    char dir[ST_DIR_MAX]; /* shorter than PATH_MAX, leaving room for the names inside */
+    pthread_mutex_t lock; /* guards ntxn and map resizing */
+    unsigned ntxn;        /* transactions open in this process */
+    _Atomic bool map_full;
+};
+
+struct store_txn {
+    struct store *s;
+    MDB_txn *txn;
+    bool write;
+    int err;            /* first LMDB failure that poisoned a write txn; commit returns it */
+    MDB_cursor *mblk;   /* cached cursor on DB_MBLK, for metric appends */
+};
+
+/* Maps an LMDB (or errno) code to a negative errno, and records map-full vs disk-full. */
+int st_err(struct store *s, int rc);
+/* Same, and poisons the transaction on failures that leave an LMDB write txn unusable. */
+int st_txn_err(struct store_txn *t, int rc);
+
+/* mdb_get / mdb_put / mdb_del through the txn, mapped. */
+int st_get(struct store_txn *t, enum st_db db, const void *k, size_t klen, MDB_val *v);
+int st_put(struct store_txn *t, enum st_db db, const void *k, size_t klen, const void *v,
+           size_t vlen, unsigned flags);
+int st_del(struct store_txn *t, enum st_db db, const void *k, size_t klen);
+/* Guard for write calls: -EROFS in a read txn, the poison error if the txn already failed. */
+int st_writable(struct store_txn *t);
+
+/* Calls fn for every entry whose key starts with prefix, in key order; a nonzero return of
+ * fn stops the walk and is returned. */
+int st_prefix_foreach(struct store_txn *t, enum st_db db, const void *prefix, size_t plen,
+                      int (*fn)(const MDB_val *k, const MDB_val *v, void *arg), void *arg);
+
+/* Builds run (16) + key + '\0' into buf (ST_MAX_KEY bytes); returns its length, or -EINVAL
+ * (empty key) / -ENAMETOOLONG (key longer than ST_MAX_NAME). */
+int st_runkey(uint8_t *buf, const uint8_t run[16], const char *key);
+
+int64_t st_now_ms(void);
+
+/* ---- byte order ---- */
+static inline void st_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline uint32_t st_rd_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline void st_be64(uint8_t *p, uint64_t v)
+{
+    st_be32(p, (uint32_t)(v >> 32));
+    st_be32(p + 4, (uint32_t)v);
+}
+static inline uint64_t st_rd_be64(const uint8_t *p)
+{
+    return (uint64_t)st_rd_be32(p) << 32 | st_rd_be32(p + 4);
+}
+static inline void st_le16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline uint16_t st_rd_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline void st_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline uint32_t st_rd_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void st_le64(uint8_t *p, uint64_t v)
+{
+    st_le32(p, (uint32_t)v);
+    st_le32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint64_t st_rd_le64(const uint8_t *p)
+{
+    return (uint64_t)st_rd_le32(p) | (uint64_t)st_rd_le32(p + 4) << 32;
+}
+static inline uint64_t st_f64_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    return u;
+}
+static inline double st_bits_f64(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+/* ---- msgpack (mpk.c) ----
+ * Writing goes through msgpack-c's packer into a growable buffer. Reading uses a small
+ * bounds-checked pull reader that never allocates, so malformed bytes give -EBADMSG. */
+struct st_mpw {
+    uint8_t *buf;
+    size_t len, cap;
+    bool oom;
+    uint8_t inl[512];
+};
+void st_mpw_init(struct st_mpw *w);
+void st_mpw_free(struct st_mpw *w);
+void st_mpw_map(struct st_mpw *w, uint32_t n);
+void st_mpw_str(struct st_mpw *w, const char *s);
+void st_mpw_strn(struct st_mpw *w, const char *s, size_t n);
+void st_mpw_bin(struct st_mpw *w, const void *p, size_t n);
+void st_mpw_uint(struct st_mpw *w, uint64_t v);
+void st_mpw_int(struct st_mpw *w, int64_t v);
+void st_mpw_bool(struct st_mpw *w, bool v);
+/* 0, or -ENOMEM if any write failed. */
+int st_mpw_done(const struct st_mpw *w);
+
+struct st_mpr {
+    const uint8_t *p, *end;
+};
+enum st_mp_type { MP_NIL, MP_BOOL, MP_UINT, MP_INT, MP_STR, MP_BIN, MP_OTHER };
+struct st_mp_val {
+    enum st_mp_type type;
+    bool b;
+    uint64_t u; /* MP_UINT */
+    int64_t i;  /* MP_INT (negative) */
+    const uint8_t *ptr; /* MP_STR, MP_BIN */
+    uint32_t len;
+};
+/* Reads a map header; -EBADMSG if the next value is not a map. */
+int st_mpr_map(struct st_mpr *r, uint32_t *n);
+/* Reads one scalar value; arrays, maps, floats and ext are skipped and reported MP_OTHER. */
+int st_mpr_val(struct st_mpr *r, struct st_mp_val *v);
+/* Integer value as int64 (either sign), -EBADMSG on other types or overflow. */
+int st_mp_as_i64(const struct st_mp_val *v, int64_t *out);
+int st_mp_as_u64(const struct st_mp_val *v, uint64_t *out);
+/* Copies a string value into a NUL-terminated buffer; -EBADMSG when it does not fit. */
+int st_mp_as_str(const struct st_mp_val *v, char *buf, size_t len);
+static inline bool st_mp_key_is(const struct st_mp_val *v, const char *k)
+{
+    size_t n = strlen(k);
+    return v->type == MP_STR && v->len == n && memcmp(v->ptr, k, n) == 0;
+}
+
+/* ---- shared between files ---- */
+int st_meta_init(struct store_txn *t, bool *created);
+/* Removes temporary files that an interrupted blob ingest left behind (artifacts.c). */
+void st_blob_tmp_clean(struct store *s);
+
+/* A metric block's byte limit is BLOCK_NODE_BUDGET minus its LMDB key, so that the leaf node
+ * (8 bytes + key + block) stays inline in a 4 KiB page (LMDB moves values above ~2030 bytes
+ * minus the key to overflow pages) and two full blocks fit one page. */
+#define BLOCK_NODE_BUDGET 1800
+int st_block_cap(size_t lmdb_key_len);
+
+#endif

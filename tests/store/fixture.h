@@ -1,0 +1,34 @@
+/* fixture.h — a cmocka fixture: a fresh store (STORE_NOSYNC) in a scratch directory. */
+#ifndef STORE_TEST_FIXTURE_H
+#define STORE_TEST_FIXTURE_H
+
+#include "util.h"
+
+#include <stdlib.h>
+
+struct fx {
+    char dir[64];
+    struct store *s;
+};
+
+static inline int fx_setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    if (!f || !scratch_dir(f->dir) || store_open(&f->s, f->dir, STORE_NOSYNC, 0) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static inline int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    store_close(f->s);
+    scratch_rm(f->dir);
+    free(f);
+    return 0;
+}
+
+#define FX_TEST(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+#endif

@@ -1,0 +1,56 @@
+/* util.c — see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *scratch_dir(char *buf)
+{
+    strcpy(buf, "/tmp/ststore.XXXXXX");
+    return mkdtemp(buf);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void scratch_rm(const char *dir)
+{
+    if (dir && strncmp(dir, "/tmp/ststore.", 13) == 0)
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void run_id(uint8_t id[16], uint8_t b, uint8_t n)
+{
+    memset(id, b, 16);
+    id[15] = n;
+}
+
+int write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return close(fd) < 0 ? -errno : 0;
+}

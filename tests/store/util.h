@@ -1,0 +1,20 @@
+/* util.h — helpers shared by the store tests: scratch directories under /tmp, a fresh store
+ * in one, and a few fixed ids. */
+#ifndef STORE_TEST_UTIL_H
+#define STORE_TEST_UTIL_H
+
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* mkdtemp("/tmp/ststore.XXXXXX"); the path lives in buf (at least 64 bytes). */
+char *scratch_dir(char *buf);
+/* rm -rf of a scratch directory. */
+void scratch_rm(const char *dir);
+/* A run id whose bytes are all b, except the last which is n. */
+void run_id(uint8_t id[16], uint8_t b, uint8_t n);
+/* Writes len bytes of data to path; 0 or -errno. */
+int write_file(const char *path, const void *data, size_t len);
+
+#endif
