@@ -98,8 +98,32 @@ int wait_for(pid_t pid, int timeout_ms)
     }
 }
 
-int agent_stop(pid_t pid)
+/* The agent writes its pid into DIR/agent.lock once its signal handlers are in place. */
+static void agent_wait_ready(const char *data, pid_t pid)
 {
+    char path[512], buf[32];
+    snprintf(path, sizeof path, "%s/agent.lock", data);
+    for (int i = 0; i < 2000; i++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (n > 0) {
+                buf[n] = 0;
+                if (atoi(buf) == (int)pid)
+                    return;
+            }
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int agent_stop_in(const char *data, pid_t pid)
+{
+    agent_wait_ready(data, pid);
     kill(pid, SIGTERM);
     int st = wait_for(pid, 120000);
     if (st < 0 || !WIFEXITED(st))

@@ -20,8 +20,10 @@ const char *bin_path(const char *rel, char *buf, size_t len);
 
 /* Starts sidetrackd on the scratch dirs with extra arguments (NULL-terminated). */
 pid_t agent_start(const struct scratch *s, const char *const *extra);
-/* SIGTERM and wait: returns the exit status (0 = drained and stopped cleanly), -1 on signal. */
-int agent_stop(pid_t pid);
+/* Waits until the agent is up, sends SIGTERM and waits: returns the exit status (0 = drained
+ * and stopped cleanly), -1 if it died of a signal or hung. */
+int agent_stop_in(const char *data, pid_t pid);
+#define agent_stop(s, pid) agent_stop_in((s)->data, (pid))
 /* SIGKILL and reap. */
 void agent_kill(pid_t pid);
 

@@ -181,7 +181,7 @@ static void metrics_logged_are_read_back_exactly_by_the_cli(void **state)
     char run[33];
     read_run_id(fd, run);
     producer_wait_ok(prod);
-    assert_int_equal(agent_stop(agent), 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
 
     for (int k = 0; k < ps.keys; k++)
         expect_history(&s, run, k, ps.points);
@@ -214,7 +214,7 @@ static void records_logged_before_the_agent_starts_are_stored(void **state)
     read_run_id(fd, run);
     producer_wait_ok(prod); /* the producer is gone before any agent ran */
     pid_t agent = agent_start(&s, NULL);
-    assert_int_equal(agent_stop(agent), 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
     for (int k = 0; k < ps.keys; k++)
         expect_history(&s, run, k, ps.points);
     scratch_remove(&s);
@@ -233,7 +233,7 @@ static void params_spilled_from_a_full_lane_reach_the_store(void **state)
     read_run_id(fd, run);
     producer_wait_ok(prod);
     pid_t agent = agent_start(&s, NULL);
-    assert_int_equal(agent_stop(agent), 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
     char *out;
     const char *show[] = {"runs", "show", run, "--json", NULL};
     assert_int_equal(cli_run(&s, &out, show), 0);
@@ -273,7 +273,7 @@ static void agent_killed_mid_stream_loses_and_duplicates_nothing(void **state)
         agent = agent_start(&s, NULL);
     }
     producer_wait_ok(prod);
-    assert_int_equal(agent_stop(agent), 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
     for (int k = 0; k < ps.keys; k++)
         expect_history(&s, run, k, ps.points);
     scratch_remove(&s);
@@ -290,7 +290,7 @@ static void a_second_agent_on_the_same_store_is_refused(void **state)
     int st = wait_for(a2, 10000);
     assert_true(st >= 0 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    assert_int_equal(agent_stop(a1), 0);
+    assert_int_equal(agent_stop(&s, a1), 0);
     scratch_remove(&s);
 }
 
