@@ -309,10 +309,20 @@ static void series_clear(struct agent *a)
     memset(a->buckets, 0, a->nbuckets * sizeof *a->buckets);
 }
 
-static int series_flush(struct agent *a, struct store_txn *t)
+/* A store refusal that concerns one record (a key too long for the store, a value it cannot
+ * hold) skips that record; anything else fails the pass, which is retried. */
+static bool record_refused(int r) { return r == -ENAMETOOLONG || r == -EINVAL || r == -E2BIG; }
+
+static int series_flush(struct agent *a, struct store_txn *t, uint64_t *skipped)
 {
     for (struct series *s = a->active; s; s = s->next_active) {
         int r = store_metric_append(t, s->run, s->key, s->pts, s->n);
+        if (record_refused(r)) {
+            agent_log("warning", "metric %s refused by the store (%s); %zu points skipped",
+                      s->key, store_strerror(r), s->n);
+            *skipped += s->n;
+            continue;
+        }
         if (r < 0)
             return r;
     }
@@ -532,6 +542,8 @@ static int spill_drain(struct agent *a, struct store_txn *t, struct arena_state 
             break;
         }
         r = handle_record(a, t, as, ls, lane, rec, (uint32_t)n, true);
+        if (record_refused(r))
+            r = 1;
         if (r < 0) {
             shmlog_spill_close(&sr);
             return r;
@@ -568,6 +580,8 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
         rc = shmlog_peek(&ls->cur, &rec);
         if (rc > 0) {
             r = handle_record(a, t, as, ls, i, rec, (uint32_t)rc, false);
+            if (record_refused(r))
+                r = 1;
             if (r < 0)
                 return r;
             ls->rec.skipped += (uint64_t)r;
@@ -738,7 +752,10 @@ int agent_drain_pass(struct agent *a)
         decode_reset(&a->dec);
         return 0;
     }
-    if ((r = series_flush(a, t)) < 0)
+    uint64_t refused = 0;
+    if ((r = series_flush(a, t, &refused)) < 0)
+        goto fail;
+    if (refused && (r = store_counter_add(t, "points_refused", refused)) < 0)
         goto fail;
     for (size_t k = 0; k < a->narenas; k++) {
         struct arena_state *as = a->arenas[k];

@@ -67,7 +67,9 @@ int st__check_key(const char *key)
 {
     if (!key || !*key)
         return ST_EKEY;
-    long n = st__utf8_len(key, ST_MAX_KEY_LEN * 4);
+    /* 250 characters (MLflow), and at most ST_MAX_KEY_BYTES of UTF-8 so that run id + key
+     * fits LMDB's 511-byte key in the store. */
+    long n = st__utf8_len(key, ST_MAX_KEY_BYTES);
     if (n < 0 || n > ST_MAX_KEY_LEN)
         return ST_EKEY;
     for (const unsigned char *p = (const unsigned char *)key; *p; p++)

@@ -48,7 +48,8 @@ extern "C" {
 
 /** @defgroup errors Error codes beyond errno
  * @{ */
-/** A key (metric, param or tag name) is empty, longer than 250 characters, has characters
+/** A key (metric, param or tag name) is empty, longer than 250 characters (or 480 bytes of
+ * UTF-8, the store's bound), has characters
  * outside letters, digits, '_', '-', '.', ' ' and '/', or is a path that is not normalised
  * (leading '/', '..', '//', trailing '/'): MLflow's rules. */
 #define ST_EKEY (-3001)
@@ -64,6 +65,7 @@ extern "C" {
 
 /** Limits, MLflow's. */
 #define ST_MAX_KEY_LEN 250
+#define ST_MAX_KEY_BYTES 480
 #define ST_MAX_PARAM_VALUE_LEN 6000
 #define ST_MAX_TAG_VALUE_LEN 5000
 #define ST_MAX_EXPERIMENT_NAME_LEN 500
