@@ -17,6 +17,11 @@ void shmlog_cursor_init(struct shmlog_cursor *c, const struct shmlog_arena *a, u
 
 int shmlog_peek(const struct shmlog_cursor *c, const struct shmlog_rec **rec)
 {
+    /* A whole lap read but not yet released: the bytes at pos are the record at head, which
+     * the producer may not overwrite before the release. Reading on would deliver it twice. */
+    uint64_t head = atomic_load_explicit(&c->ctl->head, memory_order_relaxed);
+    if (c->pos >= head + c->mask + 1)
+        return 0;
     uint64_t off = c->pos & c->mask;
     const struct shmlog_rec *r = (const struct shmlog_rec *)(c->data + off);
     int32_t len = atomic_load_explicit(&((struct shmlog_rec *)r)->len, memory_order_acquire);
@@ -96,7 +101,7 @@ int shmlog_lane_free(const struct shmlog_arena *a, uint32_t lane, uint64_t obser
     atomic_store_explicit(&ctl->head, 0, memory_order_relaxed);
     ctl->tid = 0;
     ctl->uid = 0;
-    ctl->pid_start = 0;
+    atomic_store_explicit(&ctl->pid_start, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&ctl->generation, 1, memory_order_release);
     atomic_store_explicit(&ctl->owner, 0, memory_order_release);
     return 0;

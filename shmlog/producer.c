@@ -42,7 +42,7 @@ int shmlog_producer_claim(struct shmlog_producer *p, const struct shmlog_arena *
         uint64_t w = atomic_load_explicit(&ctl->owner, memory_order_acquire);
         if ((w & 0xffffffffu) != pid || !(w & SHMLOG_OWNER_CLOSED) || (w & SHMLOG_OWNER_FREEING))
             continue;
-        if (ctl->pid_start != pid_start)
+        if (atomic_load_explicit(&ctl->pid_start, memory_order_relaxed) != pid_start)
             continue; /* an earlier process that had our pid */
         uint64_t reopened = ((w & ~SHMLOG_OWNER_CLOSED) + SHMLOG_OWNER_EPOCH1);
         if (!atomic_compare_exchange_strong_explicit(&ctl->owner, &w, reopened,
@@ -65,7 +65,7 @@ int shmlog_producer_claim(struct shmlog_producer *p, const struct shmlog_arena *
             continue;
         ctl->tid = (uint32_t)gettid();
         ctl->uid = (uint32_t)getuid();
-        ctl->pid_start = pid_start;
+        atomic_store_explicit(&ctl->pid_start, pid_start, memory_order_relaxed);
         producer_bind(p, a, i);
         p->tail = atomic_load_explicit(&ctl->head, memory_order_relaxed);
         atomic_store_explicit(&ctl->tail_hint, p->tail, memory_order_relaxed);

@@ -101,7 +101,10 @@ struct shmlog_lane_ctl {
     uint32_t tid;
     uint32_t uid;
     uint32_t reserved1;
-    uint64_t pid_start; /* the owner's start time (clock ticks since boot), against pid reuse */
+    /* The owner's start time (clock ticks since boot), against pid reuse. Written just after
+     * the claiming CAS, so a reader that sees the new owner word may still see 0 here: 0 means
+     * "claim being completed", never "dead". Atomic because it is read while being written. */
+    _Atomic uint64_t pid_start;
     /* Producer line: counters the producer alone writes (plain stores, no RMW). */
     _Alignas(64) _Atomic uint64_t tail_hint;       /* producer position, refreshed on slow paths */
     _Atomic uint64_t dropped_metrics;              /* metric records dropped on a full lane */
@@ -241,7 +244,8 @@ void shmlog_cursor_init(struct shmlog_cursor *c, const struct shmlog_arena *a, u
                         uint64_t pos);
 
 /* Looks at the record at c->pos. Returns its length (>0, PADs included: callers skip them),
- * 0 when nothing is published there yet, -EINPROGRESS when a record is being written, or
+ * 0 when nothing is published there yet (also when c->pos is a whole lane ahead of ctl->head:
+ * release before reading on), -EINPROGRESS when a record is being written, or
  * -EBADMSG when the header is impossible (a corrupted or hostile lane). *rec is set for >0. */
 int shmlog_peek(const struct shmlog_cursor *c, const struct shmlog_rec **rec);
 /* Same, for a record being written: its claimed length, to skip it once its producer died. */
