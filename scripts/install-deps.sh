@@ -5,16 +5,27 @@ set -euo pipefail
 PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       liblmdb-dev lmdb-utils libmsgpack-dev libzmq3-dev libcurl4-openssl-dev libssl-dev
       libcmocka-dev python3 ca-certificates)
-if [ "${SIDETRACK_SKIP_APT:-0}" = 1 ]; then exit 0; fi
+if [ "${SIDETRACK_SKIP_APT:-0}" = 1 ]; then
+  echo "== packages: skipped (SIDETRACK_SKIP_APT=1)"
+  exit 0
+fi
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "== packages: no dpkg-query here (not Debian?); assuming they are installed"
+  exit 0
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "== packages: all installed"
+  exit 0
+fi
+echo "== packages: installing ${missing[*]}"
 if [ "$(id -u)" != 0 ]; then
   echo "sidetrack: missing packages: ${missing[*]}; run this as root (or install them)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -42,41 +42,9 @@ finish() {
 }
 
 # ---- 1. packages ------------------------------------------------------------------------
-PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
-      liblmdb-dev lmdb-utils libmsgpack-dev libzmq3-dev libcurl4-openssl-dev libssl-dev
-      libcmocka-dev python3 ca-certificates)
-
+# One list, in install-deps.sh, for this script and main.sh.
 install_packages() {
-    if [ "${SIDETRACK_SKIP_APT:-0}" = 1 ]; then
-        echo "== packages: skipped (SIDETRACK_SKIP_APT=1)"
-        return 0
-    fi
-    if ! command -v dpkg-query >/dev/null 2>&1; then
-        echo "== packages: no dpkg-query here (not Debian?); assuming they are installed"
-        return 0
-    fi
-    local missing=() p
-    for p in "${PKGS[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-            missing+=("$p")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        echo "== packages: all installed"
-        return 0
-    fi
-    echo "== packages: installing ${missing[*]}"
-    local sudo=()
-    if [ "$(id -u)" != 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
-            sudo=(sudo)
-        else
-            echo "sidetrack: missing packages (${missing[*]}) and not root: run as root" >&2
-            return 1
-        fi
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -q || return 1
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+    bash "$root/scripts/install-deps.sh"
 }
 
 if ! install_packages; then
