@@ -178,44 +178,6 @@ static int load_dict_entry(uint8_t kind, uint32_t num, const void *val, size_t l
     return 0;
 }
 
-/* The process start time of pid (field 22 of /proc/PID/stat), 0 if unknown. */
-static uint64_t proc_start_time(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long long v = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-                            "%*d %*d %llu", &v) != 1)
-        return 0;
-    return v;
-}
-
-/* Whether the lane's owner is gone: no such pid, or a pid reused by another process. */
-static bool owner_dead(const struct shmlog_lane_ctl *ctl, uint64_t owner)
-{
-    pid_t pid = SHMLOG_OWNER_PID(owner);
-    if (pid <= 0)
-        return true;
-    if (kill(pid, 0) < 0 && errno == ESRCH)
-        return true;
-    uint64_t claimed = ctl->pid_start;
-    if (claimed) {
-        uint64_t now = proc_start_time(pid);
-        if (now && now != claimed)
-            return true;
-    }
-    return false;
-}
-
 static int lane_adopt(struct agent *a, struct store_txn *t, struct arena_state *as,
                       struct lane_state *ls, uint32_t lane, uint32_t gen, uint64_t owner)
 {
@@ -594,7 +556,7 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
             ls->dirty = true;
             continue;
         }
-        if (rc == -EINPROGRESS && owner_dead(ctl, owner)) {
+        if (rc == -EINPROGRESS && shmlog_owner_dead(ctl, owner)) {
             int32_t skip = shmlog_peek_inprogress_len(&ls->cur);
             if (skip > 0) {
                 ls->cur.pos += (uint64_t)skip; /* a record its dead producer never finished */
@@ -640,7 +602,7 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
         if (now - ls->last_liveness_ns < 1000000000ull && !ls->corrupt)
             return n;
         ls->last_liveness_ns = now;
-        if (!owner_dead(ctl, owner))
+        if (!shmlog_owner_dead(ctl, owner))
             return n;
         if (!shmlog_lane_close_dead(ctl, owner))
             return n; /* it changed under us: look again next pass */

@@ -50,28 +50,6 @@ static void atfork_child(void)
 }
 static void atfork_register(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
 
-/* The process start time from /proc/self/stat (field 22), which with the pid names a process
- * uniquely across pid reuse. */
-static uint64_t read_pid_start(void)
-{
-    FILE *f = fopen("/proc/self/stat", "re");
-    if (!f)
-        return 0;
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return 0;
-    unsigned long long v = 0;
-    /* after ") " come fields 3..; starttime is field 22 */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-               &v) != 1)
-        return 0;
-    return v;
-}
-
 static const char *env_or(const char *name, const char *fallback)
 {
     const char *v = getenv(name);
@@ -128,7 +106,7 @@ int st_open(st_client **out, const st_options *opts)
 #endif
     c->id = atomic_fetch_add(&st_next_client_id, 1);
     c->pid = getpid();
-    c->pid_start = read_pid_start();
+    c->pid_start = shmlog_pid_start(getpid());
     if (pthread_key_create(&c->tls_key, st__lane_thread_exit) != 0) {
         shmlog_arena_close(&c->arena);
         free(c);
@@ -204,7 +182,7 @@ struct st_lane *st__lane_get_slow(st_client *c)
         pid_t pid = getpid();
         if (c->pid != pid) {
             c->pid = pid;
-            c->pid_start = read_pid_start();
+            c->pid_start = shmlog_pid_start(getpid());
         }
         l = calloc(1, sizeof *l);
         if (l && shmlog_producer_claim(&l->prod, &c->arena, c->pid_start) < 0) {

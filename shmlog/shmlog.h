@@ -259,6 +259,12 @@ void shmlog_release(struct shmlog_cursor *c, uint64_t upto);
  * `observed` (so a producer that reopened it meanwhile wins), zeroes data and counters, bumps
  * the generation and marks it free. Returns 0, or -EAGAIN when the owner word changed. */
 int shmlog_lane_free(const struct shmlog_arena *a, uint32_t lane, uint64_t observed);
+/* The start time of process pid (clock ticks since boot, from /proc), 0 if unknown: with the
+ * pid it names one process across pid reuse. Producers record their own when they claim. */
+uint64_t shmlog_pid_start(pid_t pid);
+/* Whether the owner named by the owner word has died: its pid is gone, or now belongs to a
+ * process that started at another time than the one recorded at claim. */
+bool shmlog_owner_dead(const struct shmlog_lane_ctl *ctl, uint64_t owner);
 /* Closes on behalf of a producer that died: owner word observed -> observed|CLOSED. */
 bool shmlog_lane_close_dead(struct shmlog_lane_ctl *ctl, uint64_t observed);
 

@@ -69,28 +69,7 @@ int scratch_count(const struct scratch *s)
     return n;
 }
 
-uint64_t proc_start_time(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return 0;
-    unsigned long long v = 0;
-    /* after ") " come fields 3..; starttime is field 22 */
-    if (sscanf(p + 2,
-               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-               &v) != 1)
-        return 0;
-    return v;
-}
+uint64_t proc_start_time(pid_t pid) { return shmlog_pid_start(pid); }
 
 bool pid_alive(pid_t pid, uint64_t pid_start)
 {
