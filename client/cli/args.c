@@ -8,10 +8,12 @@
 
 #include <string.h>
 
-void cli_args_init(struct cli_args *a, const char *cmd, int argc, char **argv,
-                   const struct cli_option *opts)
+void cli_args_init(struct cli_args *a, struct cli *c, const struct cli_syntax *syntax,
+                   int argc, char **argv)
 {
-    *a = (struct cli_args){.cmd = cmd, .argc = argc, .argv = argv, .next = 1, .opts = opts};
+    /* exit stays CLI_USAGE for every CLI_ARG_EXIT but the one after --help */
+    *a = (struct cli_args){.syntax = syntax, .c = c, .argc = argc, .argv = argv, .next = 1,
+                           .exit = CLI_USAGE};
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -46,13 +48,14 @@ static int parse_long(struct cli_args *a, const char *arg, const char **value)
     const char *name = arg + 2;
     const char *eq = strchr(name, '=');
     size_t n = eq ? (size_t)(eq - name) : strlen(name);
-    const struct cli_option *o = find_long(a->opts, name, n);
+    const struct cli_option *o = find_long(a->syntax->opts, name, n);
+    const char *cmd = a->syntax->cmd;
     if (!o)
-        return cli_usage_error(a->cmd, "unknown option '--%.*s'", (int)n, name), CLI_ARG_ERROR;
+        return cli_usage_error(cmd, "unknown option '--%.*s'", (int)n, name), CLI_ARG_EXIT;
     if (!o->has_value) {
         if (eq)
-            return cli_usage_error(a->cmd, "option '--%s' takes no value", o->name),
-                   CLI_ARG_ERROR;
+            return cli_usage_error(cmd, "option '--%s' takes no value", o->name),
+                   CLI_ARG_EXIT;
         return o->id;
     }
     if (eq) {
@@ -60,19 +63,20 @@ static int parse_long(struct cli_args *a, const char *arg, const char **value)
         return o->id;
     }
     if (a->next >= a->argc)
-        return cli_usage_error(a->cmd, "option '--%s' needs a value", o->name), CLI_ARG_ERROR;
+        return cli_usage_error(cmd, "option '--%s' needs a value", o->name), CLI_ARG_EXIT;
     *value = a->argv[a->next++];
     return o->id;
 }
 
 static int parse_short(struct cli_args *a, const char *arg, const char **value)
 {
-    const struct cli_option *o = find_letter(a->opts, arg[1]);
+    const struct cli_option *o = find_letter(a->syntax->opts, arg[1]);
+    const char *cmd = a->syntax->cmd;
     if (!o)
-        return cli_usage_error(a->cmd, "unknown option '%s'", arg), CLI_ARG_ERROR;
+        return cli_usage_error(cmd, "unknown option '%s'", arg), CLI_ARG_EXIT;
     if (!o->has_value) {
         if (arg[2])
-            return cli_usage_error(a->cmd, "unknown option '%s'", arg), CLI_ARG_ERROR;
+            return cli_usage_error(cmd, "unknown option '%s'", arg), CLI_ARG_EXIT;
         return o->id;
     }
     if (arg[2]) { /* -dDIR */
@@ -80,12 +84,12 @@ static int parse_short(struct cli_args *a, const char *arg, const char **value)
         return o->id;
     }
     if (a->next >= a->argc)
-        return cli_usage_error(a->cmd, "option '-%c' needs a value", o->letter), CLI_ARG_ERROR;
+        return cli_usage_error(cmd, "option '-%c' needs a value", o->letter), CLI_ARG_EXIT;
     *value = a->argv[a->next++];
     return o->id;
 }
 
-int cli_args_next(struct cli_args *a, const char **value)
+static int next_arg(struct cli_args *a, const char **value)
 {
     *value = NULL;
     if (a->next >= a->argc)
@@ -98,9 +102,34 @@ int cli_args_next(struct cli_args *a, const char **value)
     }
     if (strcmp(arg, "--") == 0) {
         a->only_positional = true;
-        return cli_args_next(a, value);
+        return next_arg(a, value);
     }
     if (arg[1] == '-')
         return parse_long(a, arg, value);
     return parse_short(a, arg, value);
+}
+
+/* --help, --data and too many arguments mean the same to every command: answered here, once,
+ * so that a command's switch holds only what is its own. */
+int cli_args_next(struct cli_args *a, const char **value)
+{
+    for (;;) {
+        int o = next_arg(a, value);
+        switch (o) {
+        case CLI_OPT_HELP:
+            a->syntax->usage(stdout);
+            a->exit = CLI_OK;
+            return CLI_ARG_EXIT;
+        case CLI_OPT_DATA:
+            a->c->data_dir = *value;
+            break;
+        case CLI_ARG_POSITIONAL:
+            if (a->nargs++ == a->syntax->max_args)
+                return cli_usage_error(a->syntax->cmd, "unexpected argument '%s'", *value),
+                       CLI_ARG_EXIT;
+            return o;
+        default:
+            return o;
+        }
+    }
 }

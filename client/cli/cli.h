@@ -37,8 +37,8 @@ enum cli_exit {
 struct json;
 
 struct cli {
-    const char *data_dir; /* --data; NULL: cli_open_store() asks store_default_dir() */
-    struct store *store;  /* opened by cli_open_store(), closed by main */
+    const char *data_dir; /* --data; NULL: cli_begin() asks store_default_dir() */
+    struct store *store;  /* opened by the first cli_begin(), closed by main */
     char default_dir[4096];
 };
 
@@ -72,7 +72,8 @@ struct cli_option {
     int id;           /* > 0, returned by cli_args_next() */
 };
 
-/* Options every command accepts. Commands number theirs from CLI_OPT_FIRST. */
+/* Options every command accepts; cli_args_next() handles them itself, so that they mean the
+ * same everywhere. Commands number theirs from CLI_OPT_FIRST. */
 enum { CLI_OPT_HELP = 1, CLI_OPT_DATA, CLI_OPT_FIRST };
 #define CLI_COMMON_OPTIONS \
     {"help", 'h', false, CLI_OPT_HELP}, {"data", 'd', true, CLI_OPT_DATA}
@@ -80,22 +81,33 @@ enum { CLI_OPT_HELP = 1, CLI_OPT_DATA, CLI_OPT_FIRST };
 enum {
     CLI_ARG_POSITIONAL = 0, /* *value is a positional argument */
     CLI_ARG_END = -1,
-    CLI_ARG_ERROR = -2, /* reported already: exit CLI_USAGE */
+    CLI_ARG_EXIT = -2, /* --help was shown, or a usage error reported: return .exit */
+};
+
+/* What a command's command line may hold. */
+struct cli_syntax {
+    const char *cmd;               /* "runs list": for messages */
+    const struct cli_option *opts; /* CLI_COMMON_OPTIONS, the command's; a zeroed entry */
+    void (*usage)(FILE *f);        /* what --help prints */
+    int max_args;                  /* positional arguments; one more is a usage error */
 };
 
 struct cli_args {
-    const char *cmd; /* "runs list": for messages */
+    const struct cli_syntax *syntax;
+    struct cli *c; /* --data sets c->data_dir */
     int argc;
     char **argv;
     int next;
+    int nargs;            /* positional arguments so far */
     bool only_positional; /* after `--` */
-    const struct cli_option *opts; /* ends with a zeroed entry */
+    int exit;             /* after CLI_ARG_EXIT: CLI_OK (--help) or CLI_USAGE */
 };
 
-void cli_args_init(struct cli_args *a, const char *cmd, int argc, char **argv,
-                   const struct cli_option *opts);
-/* Returns an option's id (value in *value when it takes one), CLI_ARG_POSITIONAL, CLI_ARG_END,
- * or CLI_ARG_ERROR after printing what is wrong. */
+void cli_args_init(struct cli_args *a, struct cli *c, const struct cli_syntax *syntax,
+                   int argc, char **argv);
+/* Returns a command option's id (value in *value when it takes one), CLI_ARG_POSITIONAL,
+ * CLI_ARG_END, or CLI_ARG_EXIT after printing the usage (--help) or what is wrong. --data
+ * is taken in passing. */
 int cli_args_next(struct cli_args *a, const char **value);
 /* Prints "sidetrack CMD: MESSAGE (see 'sidetrack CMD --help')" and returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
@@ -107,23 +119,37 @@ void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 /* "sidetrack: MESSAGE: <store_strerror(err)>", unless err says we were stopped by a signal or
  * a broken pipe (nothing to say then). Returns CLI_FAIL. */
 int cli_store_error(int err, const char *fmt, ...) CLI_PRINTF(2, 3);
-/* Opens c->data_dir read-only. Returns CLI_OK, or CLI_FAIL after saying why. */
-int cli_open_store(struct cli *c);
-/* Starts a read transaction. Returns CLI_OK, or CLI_FAIL after saying why. */
+/* Starts a read transaction, opening c->data_dir read-only first if it is not yet open (a
+ * command reads right after its options are checked). Returns CLI_OK, or CLI_FAIL after
+ * saying why. */
 int cli_begin(struct cli *c, struct store_txn **t);
-/* Resolves RUN (a full id or a unique prefix). Returns CLI_OK, or CLI_FAIL after saying why
- * (no such run, ambiguous prefix with the runs it matches, not an id). */
-int cli_resolve_run(struct store_txn *t, const char *arg, uint8_t id[16]);
+/* cli_begin(), then resolves RUN (a full id or a unique prefix) into id. Returns CLI_OK with
+ * *t open, or CLI_FAIL after ending it and saying why (no such run, ambiguous prefix with the
+ * runs it matches, not an id). */
+int cli_begin_run(struct cli *c, const char *run, struct store_txn **t, uint8_t id[16]);
 
 /* Experiment names by id, gathered once per command. */
 struct cli_experiments {
     struct store_experiment *v;
-    size_t n;
+    size_t n, cap;
 };
 int cli_experiments_load(struct store_txn *t, struct cli_experiments *e);
 /* The name, or NULL for an id that no experiment has (a placeholder run's). */
 const char *cli_experiment_name(const struct cli_experiments *e, uint64_t id);
 void cli_experiments_free(struct cli_experiments *e);
+
+/* Appends the size-byte *item to the array *arrp (a T **) that holds *n of *cap, doubling it
+ * when full: the one growth rule for every list the CLI gathers. 0, or -ENOMEM (nothing
+ * changed). */
+int cli_push(void *arrp, size_t *n, size_t *cap, size_t size, const void *item);
+
+/* A run's artifacts, for `artifacts` and `runs show`: store_artifacts_foreach(t, id,
+ * cli_collect_artifact, &list) gathers them; free(list.v) afterwards. */
+struct cli_artifacts {
+    struct store_artifact *v;
+    size_t n, cap;
+};
+int cli_collect_artifact(const struct store_artifact *a, void *arg);
 
 /* A growing list of strings, for "it has: a, b, c" messages and gathered key/value pairs. */
 struct cli_strv {

@@ -17,40 +17,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct artifact_list {
-    struct store_artifact *v;
-    size_t n, cap;
-};
-
-static int collect_artifact(const struct store_artifact *a, void *arg)
-{
-    struct artifact_list *l = arg;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        struct store_artifact *v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = *a;
-    return 0;
-}
-
 static int gather_artifacts(struct cli *c, const char *run, uint8_t id[16],
-                            struct artifact_list *l)
+                            struct cli_artifacts *l)
 {
     struct store_txn *t;
-    if (cli_begin(c, &t) != CLI_OK)
+    if (cli_begin_run(c, run, &t, id) != CLI_OK)
         return CLI_FAIL;
-    int rc = cli_resolve_run(t, run, id);
-    if (rc == CLI_OK) {
-        int r = store_artifacts_foreach(t, id, collect_artifact, l);
-        if (r < 0) {
-            char hex[33];
-            store_run_id_hex(id, hex);
-            rc = cli_store_error(r, "cannot read the artifacts of run %s", hex);
-        }
+    int rc = CLI_OK, r = store_artifacts_foreach(t, id, cli_collect_artifact, l);
+    if (r < 0) {
+        char hex[33];
+        store_run_id_hex(id, hex);
+        rc = cli_store_error(r, "cannot read the artifacts of run %s", hex);
     }
     store_abort(t);
     return rc;
@@ -68,7 +45,7 @@ static bool blob_of(struct cli *c, const struct store_artifact *a, char *path, s
 
 /* ---- listing ---- */
 
-static int print_table(struct cli *c, const struct artifact_list *l)
+static int print_table(struct cli *c, const struct cli_artifacts *l)
 {
     struct table tb;
     table_init(&tb, 4, 0x2);
@@ -90,7 +67,7 @@ static int print_table(struct cli *c, const struct artifact_list *l)
     return r < 0 ? cli_store_error(r, "cannot print the artifacts") : CLI_OK;
 }
 
-static void print_json(struct cli *c, const struct artifact_list *l)
+static void print_json(struct cli *c, const struct cli_artifacts *l)
 {
     struct json j;
     json_init(&j, stdout);
@@ -134,7 +111,7 @@ static int copy_fd(int in, int out, uint64_t *copied)
 }
 
 static int report_no_artifact(const uint8_t id[16], const char *path,
-                              const struct artifact_list *l)
+                              const struct cli_artifacts *l)
 {
     struct cli_strv paths = {0};
     char hex[33], list[2048] = "";
@@ -199,7 +176,7 @@ static int copy_blob(const char *blob, const struct store_artifact *a, const cha
     return rc;
 }
 
-static int get_artifact(struct cli *c, const uint8_t id[16], const struct artifact_list *l,
+static int get_artifact(struct cli *c, const uint8_t id[16], const struct cli_artifacts *l,
                         const char *path, const char *out)
 {
     const struct store_artifact *a = NULL;
@@ -244,36 +221,30 @@ int cmd_artifacts(struct cli *c, int argc, char **argv)
         {"out", 'o', true, OPT_OUT},
         {0},
     };
+    static const struct cli_syntax syntax = {"artifacts", opts, artifacts_usage, .max_args = 1};
     const char *run = NULL, *get = NULL, *out = NULL, *v;
     bool json = false;
     struct cli_args a;
-    cli_args_init(&a, "artifacts", argc, argv, opts);
+    cli_args_init(&a, c, &syntax, argc, argv);
     for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
         switch (o) {
-        case CLI_OPT_HELP: artifacts_usage(stdout); return CLI_OK;
-        case CLI_OPT_DATA: c->data_dir = v; break;
         case OPT_JSON: json = true; break;
         case OPT_GET: get = v; break;
         case OPT_OUT: out = v; break;
-        case CLI_ARG_POSITIONAL:
-            if (run)
-                return cli_usage_error(a.cmd, "unexpected argument '%s'", v);
-            run = v;
-            break;
-        default: return CLI_USAGE;
+        case CLI_ARG_POSITIONAL: run = v; break;
+        default: return a.exit;
         }
     }
     if (!run)
-        return cli_usage_error(a.cmd, "missing RUN");
+        return cli_usage_error(syntax.cmd, "missing RUN");
     if (out && !get)
-        return cli_usage_error(a.cmd, "--out goes with --get PATH");
+        return cli_usage_error(syntax.cmd, "--out goes with --get PATH");
     if (json && get)
-        return cli_usage_error(a.cmd, "--json lists the artifacts, --get copies one: not both");
-    if (cli_open_store(c) != CLI_OK)
-        return CLI_FAIL;
+        return cli_usage_error(syntax.cmd,
+                               "--json lists the artifacts, --get copies one: not both");
 
     uint8_t id[16];
-    struct artifact_list l = {0};
+    struct cli_artifacts l = {0};
     int rc = gather_artifacts(c, run, id, &l);
     if (rc == CLI_OK && get)
         rc = get_artifact(c, id, &l, get, out);

@@ -112,20 +112,17 @@ static int print_history(struct cli *c, const char *run, const char *key, enum f
     struct history_out o = {.format = format};
     uint8_t id[16];
     char hex[33];
-    if (cli_begin(c, &t) != CLI_OK)
+    if (cli_begin_run(c, run, &t, id) != CLI_OK)
         return CLI_FAIL;
-    int rc = cli_resolve_run(t, run, id);
-    if (rc == CLI_OK) {
-        store_run_id_hex(id, hex);
-        int r = store_metric_summary_get(t, id, key, &s);
-        if (r == -ENOENT)
-            rc = report_no_metric(t, id, key);
-        else if (r < 0)
-            rc = cli_store_error(r, "cannot read metric %s of run %s", key, hex);
-    }
+    store_run_id_hex(id, hex);
+    int rc = CLI_OK, r = store_metric_summary_get(t, id, key, &s);
+    if (r == -ENOENT)
+        rc = report_no_metric(t, id, key);
+    else if (r < 0)
+        rc = cli_store_error(r, "cannot read metric %s of run %s", key, hex);
     if (rc == CLI_OK) {
         print_header(&o);
-        int r = store_metric_history(t, id, key, print_points, &o);
+        r = store_metric_history(t, id, key, print_points, &o);
         if (r < 0 && !ferror(stdout))
             rc = cli_store_error(r, "cannot read the history of metric %s of run %s", key, hex);
         else if (r < 0)
@@ -179,30 +176,22 @@ int cmd_metrics(struct cli *c, int argc, char **argv)
         {"format", 'f', true, OPT_FORMAT},
         {0},
     };
+    static const struct cli_syntax syntax = {"metrics", opts, metrics_usage, .max_args = 2};
     const char *pos[2] = {0}, *v;
-    size_t npos = 0;
     enum format format = FORMAT_CSV;
     struct cli_args a;
-    cli_args_init(&a, "metrics", argc, argv, opts);
+    cli_args_init(&a, c, &syntax, argc, argv);
     for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
         switch (o) {
-        case CLI_OPT_HELP: metrics_usage(stdout); return CLI_OK;
-        case CLI_OPT_DATA: c->data_dir = v; break;
         case OPT_FORMAT:
             if (parse_format(v, &format) < 0)
-                return cli_usage_error(a.cmd, "--format is csv, json or table, not '%s'", v);
+                return cli_usage_error(syntax.cmd, "--format is csv, json or table, not '%s'", v);
             break;
-        case CLI_ARG_POSITIONAL:
-            if (npos == 2)
-                return cli_usage_error(a.cmd, "unexpected argument '%s'", v);
-            pos[npos++] = v;
-            break;
-        default: return CLI_USAGE;
+        case CLI_ARG_POSITIONAL: pos[a.nargs - 1] = v; break; /* RUN, then KEY */
+        default: return a.exit;
         }
     }
-    if (npos < 2)
-        return cli_usage_error(a.cmd, "%s", npos ? "missing KEY" : "missing RUN and KEY");
-    if (cli_open_store(c) != CLI_OK)
-        return CLI_FAIL;
+    if (a.nargs < 2)
+        return cli_usage_error(syntax.cmd, "%s", a.nargs ? "missing KEY" : "missing RUN and KEY");
     return print_history(c, pos[0], pos[1], format);
 }

@@ -98,16 +98,7 @@ static int collect_run(const struct store_run *r, void *arg)
         return -EINTR;
     if (l->filter && r->experiment_id != l->experiment_id)
         return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        struct store_run *v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = *r;
-    return 0;
+    return cli_push(&l->v, &l->n, &l->cap, sizeof *l->v, r);
 }
 
 /* Newest first; unknown starts (0) last; ties by id, ascending. */
@@ -243,22 +234,18 @@ int cmd_runs_list(struct cli *c, int argc, char **argv)
         {"json", 0, false, OPT_JSON},
         {0},
     };
+    static const struct cli_syntax syntax = {"runs list", opts, runs_list_usage, .max_args = 0};
     const char *experiment = NULL, *v;
     bool json = false;
     struct cli_args a;
-    cli_args_init(&a, "runs list", argc, argv, opts);
+    cli_args_init(&a, c, &syntax, argc, argv);
     for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
         switch (o) {
-        case CLI_OPT_HELP: runs_list_usage(stdout); return CLI_OK;
-        case CLI_OPT_DATA: c->data_dir = v; break;
         case OPT_EXPERIMENT: experiment = v; break;
         case OPT_JSON: json = true; break;
-        case CLI_ARG_POSITIONAL: return cli_usage_error(a.cmd, "unexpected argument '%s'", v);
-        default: return CLI_USAGE;
+        default: return a.exit;
         }
     }
-    if (cli_open_store(c) != CLI_OK)
-        return CLI_FAIL;
 
     struct run_list l = {0};
     struct cli_experiments e = {0};

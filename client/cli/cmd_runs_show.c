@@ -26,8 +26,7 @@ struct run_details {
     struct cli_strv tags;
     struct metric_row *metrics;
     size_t nmetrics, metrics_cap;
-    struct store_artifact *artifacts;
-    size_t nartifacts, artifacts_cap;
+    struct cli_artifacts artifacts;
 };
 
 static int collect_pair(const char *key, const char *value, void *arg)
@@ -39,35 +38,13 @@ static int collect_pair(const char *key, const char *value, void *arg)
 static int collect_metric(const char *key, const struct store_metric_summary *s, void *arg)
 {
     struct run_details *d = arg;
-    if (d->nmetrics == d->metrics_cap) {
-        size_t cap = d->metrics_cap ? 2 * d->metrics_cap : 16;
-        struct metric_row *v = realloc(d->metrics, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        d->metrics = v;
-        d->metrics_cap = cap;
-    }
-    struct metric_row *m = &d->metrics[d->nmetrics];
-    if (!(m->key = strdup(key)))
+    struct metric_row m = {.key = strdup(key), .s = *s};
+    if (!m.key)
         return -ENOMEM;
-    m->s = *s;
-    d->nmetrics++;
-    return 0;
-}
-
-static int collect_artifact(const struct store_artifact *a, void *arg)
-{
-    struct run_details *d = arg;
-    if (d->nartifacts == d->artifacts_cap) {
-        size_t cap = d->artifacts_cap ? 2 * d->artifacts_cap : 16;
-        struct store_artifact *v = realloc(d->artifacts, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        d->artifacts = v;
-        d->artifacts_cap = cap;
-    }
-    d->artifacts[d->nartifacts++] = *a;
-    return 0;
+    int r = cli_push(&d->metrics, &d->nmetrics, &d->metrics_cap, sizeof m, &m);
+    if (r < 0)
+        free(m.key);
+    return r;
 }
 
 static void run_details_free(struct run_details *d)
@@ -77,7 +54,7 @@ static void run_details_free(struct run_details *d)
     for (size_t i = 0; i < d->nmetrics; i++)
         free(d->metrics[i].key);
     free(d->metrics);
-    free(d->artifacts);
+    free(d->artifacts.v);
 }
 
 /* Reads everything about the run in one transaction; the caller prints after it ended. */
@@ -87,12 +64,8 @@ static int gather_run(struct cli *c, const char *arg, struct run_details *d)
     uint8_t id[16];
     char hex[33];
     int r;
-    if (cli_begin(c, &t) != CLI_OK)
+    if (cli_begin_run(c, arg, &t, id) != CLI_OK)
         return CLI_FAIL;
-    if (cli_resolve_run(t, arg, id) != CLI_OK) {
-        store_abort(t);
-        return CLI_FAIL;
-    }
     store_run_id_hex(id, hex);
     const char *what = "info";
     r = store_run_get(t, id, &d->run);
@@ -115,7 +88,7 @@ static int gather_run(struct cli *c, const char *arg, struct run_details *d)
     }
     if (r == 0) {
         what = "artifacts";
-        r = store_artifacts_foreach(t, id, collect_artifact, d);
+        r = store_artifacts_foreach(t, id, cli_collect_artifact, &d->artifacts);
     }
     store_abort(t);
     if (r < 0)
@@ -220,7 +193,7 @@ static int print_metrics(const struct run_details *d)
 static int print_artifacts(const struct run_details *d)
 {
     puts("\nartifacts");
-    if (!d->nartifacts) {
+    if (!d->artifacts.n) {
         puts("  (none)");
         return 0;
     }
@@ -229,11 +202,11 @@ static int print_artifacts(const struct run_details *d)
     table_cell(&tb, "PATH");
     table_cell(&tb, "SIZE");
     table_cell(&tb, "SHA256");
-    for (size_t i = 0; i < d->nartifacts; i++) {
+    for (size_t i = 0; i < d->artifacts.n; i++) {
         char sha[65];
-        format_hex(d->artifacts[i].sha256, 32, sha);
-        table_cell(&tb, d->artifacts[i].path);
-        table_cellf(&tb, "%" PRIu64, d->artifacts[i].size);
+        format_hex(d->artifacts.v[i].sha256, 32, sha);
+        table_cell(&tb, d->artifacts.v[i].path);
+        table_cellf(&tb, "%" PRIu64, d->artifacts.v[i].size);
         table_cell(&tb, sha);
     }
     int r = table_print(&tb, stdout, "  ");
@@ -288,12 +261,12 @@ static void json_artifacts(struct json *j, const struct run_details *d)
 {
     json_key(j, "artifacts");
     json_begin_array(j, false);
-    for (size_t i = 0; i < d->nartifacts; i++) {
+    for (size_t i = 0; i < d->artifacts.n; i++) {
         char sha[65];
-        format_hex(d->artifacts[i].sha256, 32, sha);
+        format_hex(d->artifacts.v[i].sha256, 32, sha);
         json_begin_object(j, true);
-        json_kv_string(j, "path", d->artifacts[i].path);
-        json_kv_uint(j, "size", d->artifacts[i].size);
+        json_kv_string(j, "path", d->artifacts.v[i].path);
+        json_kv_uint(j, "size", d->artifacts.v[i].size);
         json_kv_string(j, "sha256", sha);
         json_end_object(j);
     }
@@ -349,27 +322,20 @@ int cmd_runs_show(struct cli *c, int argc, char **argv)
         {"json", 0, false, OPT_JSON},
         {0},
     };
+    static const struct cli_syntax syntax = {"runs show", opts, runs_show_usage, .max_args = 1};
     const char *run = NULL, *v;
     bool json = false;
     struct cli_args a;
-    cli_args_init(&a, "runs show", argc, argv, opts);
+    cli_args_init(&a, c, &syntax, argc, argv);
     for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
         switch (o) {
-        case CLI_OPT_HELP: runs_show_usage(stdout); return CLI_OK;
-        case CLI_OPT_DATA: c->data_dir = v; break;
         case OPT_JSON: json = true; break;
-        case CLI_ARG_POSITIONAL:
-            if (run)
-                return cli_usage_error(a.cmd, "unexpected argument '%s'", v);
-            run = v;
-            break;
-        default: return CLI_USAGE;
+        case CLI_ARG_POSITIONAL: run = v; break;
+        default: return a.exit;
         }
     }
     if (!run)
-        return cli_usage_error(a.cmd, "missing RUN");
-    if (cli_open_store(c) != CLI_OK)
-        return CLI_FAIL;
+        return cli_usage_error(syntax.cmd, "missing RUN");
 
     struct run_details d = {0};
     int rc = gather_run(c, run, &d);

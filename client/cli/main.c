@@ -81,27 +81,23 @@ static int parse_global(struct cli *c, int argc, char **argv, int *rc)
         {"version", 0, false, OPT_VERSION},
         {0},
     };
+    /* one argument: the COMMAND, where these options end */
+    static const struct cli_syntax syntax = {"", opts, usage, .max_args = 1};
     struct cli_args a;
     const char *v;
-    cli_args_init(&a, "", argc, argv, opts);
+    cli_args_init(&a, c, &syntax, argc, argv);
     for (;;) {
         switch (cli_args_next(&a, &v)) {
-        case CLI_OPT_HELP:
-            usage(stdout);
-            return *rc = CLI_OK, 0;
         case OPT_VERSION:
             printf("sidetrack %s\n", SIDETRACK_VERSION);
             return *rc = CLI_OK, 0;
-        case CLI_OPT_DATA:
-            c->data_dir = v;
-            break;
         case CLI_ARG_POSITIONAL:
             return a.next - 1;
         case CLI_ARG_END:
             *rc = cli_usage_error("", "no command given");
             return 0;
         default:
-            return *rc = CLI_USAGE, 0;
+            return *rc = a.exit, 0;
         }
     }
 }

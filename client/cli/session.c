@@ -1,5 +1,6 @@
 /* session.c — the CLI's side of the store: opening it read-only, read transactions, run ids,
- * experiment names, and the error messages for all of that.
+ * experiment names, the error messages for all of that, and the growing lists that commands
+ * gather what they read into.
  *
  * Everything here reports its own failures (the CLI is the boundary where store errors become
  * words) and returns CLI_OK or CLI_FAIL, so that a command's code reads as a list of steps.
@@ -35,7 +36,7 @@ int cli_store_error(int err, const char *fmt, ...)
     return CLI_FAIL;
 }
 
-int cli_open_store(struct cli *c)
+static int open_store(struct cli *c)
 {
     if (!c->data_dir)
         c->data_dir = store_default_dir(c->default_dir, sizeof c->default_dir);
@@ -66,6 +67,8 @@ int cli_open_store(struct cli *c)
 
 int cli_begin(struct cli *c, struct store_txn **t)
 {
+    if (!c->store && open_store(c) != CLI_OK)
+        return CLI_FAIL;
     int r = store_begin(c->store, false, t);
     if (r < 0)
         return cli_store_error(r, "cannot read the store at %s", c->data_dir);
@@ -103,7 +106,7 @@ static void report_ambiguous(struct store_txn *t, const char *arg)
     cli_strv_free(&m.ids);
 }
 
-int cli_resolve_run(struct store_txn *t, const char *arg, uint8_t id[16])
+static int resolve_run(struct store_txn *t, const char *arg, uint8_t id[16])
 {
     int r = store_run_resolve(t, arg, id);
     switch (r) {
@@ -125,19 +128,22 @@ int cli_resolve_run(struct store_txn *t, const char *arg, uint8_t id[16])
     }
 }
 
+int cli_begin_run(struct cli *c, const char *run, struct store_txn **t, uint8_t id[16])
+{
+    if (cli_begin(c, t) != CLI_OK)
+        return CLI_FAIL;
+    if (resolve_run(*t, run, id) == CLI_OK)
+        return CLI_OK;
+    store_abort(*t);
+    return CLI_FAIL;
+}
+
 /* ---- experiments ---- */
 
 static int collect_experiment(const struct store_experiment *e, void *arg)
 {
     struct cli_experiments *l = arg;
-    if ((l->n & (l->n - 1)) == 0) { /* 0, 1, 2, 4, ...: grow to the next power of two */
-        struct store_experiment *v = realloc(l->v, (l->n ? 2 * l->n : 1) * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-    }
-    l->v[l->n++] = *e;
-    return 0;
+    return cli_push(&l->v, &l->n, &l->cap, sizeof *l->v, e);
 }
 
 static int by_experiment_id(const void *a, const void *b)
@@ -175,22 +181,44 @@ void cli_experiments_free(struct cli_experiments *e)
     *e = (struct cli_experiments){0};
 }
 
-/* ---- string lists ---- */
+/* ---- lists ---- */
+
+int cli_push(void *arrp, size_t *n, size_t *cap, size_t size, const void *item)
+{
+    /* The array pointer is copied in and out with memcpy, not written through a void **, so
+     * that any T ** can be passed without a cast (every object pointer has one
+     * representation on the systems the agent runs on). */
+    char *v;
+    memcpy(&v, arrp, sizeof v);
+    if (*n == *cap) {
+        size_t grown = *cap ? 2 * *cap : 16;
+        char *w = realloc(v, grown * size);
+        if (!w)
+            return -ENOMEM;
+        v = w;
+        memcpy(arrp, &v, sizeof v);
+        *cap = grown;
+    }
+    memcpy(v + *n * size, item, size);
+    (*n)++;
+    return 0;
+}
+
+int cli_collect_artifact(const struct store_artifact *a, void *arg)
+{
+    struct cli_artifacts *l = arg;
+    return cli_push(&l->v, &l->n, &l->cap, sizeof *l->v, a);
+}
 
 int cli_strv_add(struct cli_strv *l, const char *s)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 8;
-        char **v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    if (!(l->v[l->n] = strdup(s)))
+    char *copy = strdup(s);
+    if (!copy)
         return -ENOMEM;
-    l->n++;
-    return 0;
+    int r = cli_push(&l->v, &l->n, &l->cap, sizeof *l->v, &copy);
+    if (r < 0)
+        free(copy);
+    return r;
 }
 
 void cli_strv_free(struct cli_strv *l)

@@ -17,21 +17,11 @@ void table_cell(struct table *t, const char *text)
 {
     if (t->err)
         return;
-    if (t->ncells == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        char **v = realloc(t->cells, cap * sizeof *v);
-        if (!v) {
-            t->err = -ENOMEM;
-            return;
-        }
-        t->cells = v;
-        t->cap = cap;
-    }
-    if (!(t->cells[t->ncells] = text_escape(text))) {
+    char *cell = text_escape(text);
+    if (!cell || cli_push(&t->cells, &t->ncells, &t->cap, sizeof *t->cells, &cell) < 0) {
+        free(cell);
         t->err = -ENOMEM;
-        return;
     }
-    t->ncells++;
 }
 
 void table_cellf(struct table *t, const char *fmt, ...)
