@@ -36,10 +36,14 @@ static _Atomic uint32_t st_fork_gen = 1;
 static _Atomic uint64_t st_next_client_id = 1;
 static pthread_once_t st_atfork_once = PTHREAD_ONCE_INIT;
 
-/* The last lane this thread used, and for which client: the whole fast-path lookup. */
-static __thread struct st_lane *tls_lane;
-static __thread uint64_t tls_client_id;
-static __thread uint32_t tls_fork_gen;
+/* The last lane this thread used, and for which client: the whole fast-path lookup. One
+ * struct, initial-exec: a plain %fs-relative load instead of a __tls_get_addr call per log
+ * (glibc keeps static TLS room for the few bytes a dlopen()ed library like this one needs). */
+static __thread struct {
+    struct st_lane *lane;
+    uint64_t client_id;
+    uint32_t fork_gen;
+} tls __attribute__((tls_model("initial-exec")));
 
 static void atfork_prepare(void) { pthread_mutex_lock(&st_mu); }
 static void atfork_parent(void) { pthread_mutex_unlock(&st_mu); }
@@ -135,8 +139,8 @@ void st_close(st_client *c)
     }
     c->lanes = NULL;
     pthread_mutex_unlock(&st_mu);
-    if (tls_client_id == c->id)
-        tls_lane = NULL, tls_client_id = 0;
+    if (tls.client_id == c->id)
+        tls.lane = NULL, tls.client_id = 0;
     for (uint32_t i = 0; i < c->key_cap; i++)
         free(c->key_table[i].name);
     free(c->key_table);
@@ -167,8 +171,8 @@ void st__lane_thread_exit(void *arg)
     free(l->keydef);
     free(l->rundef);
     free(l);
-    tls_lane = NULL;
-    tls_client_id = 0;
+    tls.lane = NULL;
+    tls.client_id = 0;
 }
 
 struct st_lane *st__lane_get_slow(st_client *c)
@@ -203,19 +207,19 @@ struct st_lane *st__lane_get_slow(st_client *c)
             return NULL;
         pthread_setspecific(c->tls_key, l);
     }
-    tls_lane = l;
-    tls_client_id = c->id;
-    tls_fork_gen = gen;
+    tls.lane = l;
+    tls.client_id = c->id;
+    tls.fork_gen = gen;
     return l;
 }
 
 static inline struct st_lane *lane_get(st_client *c)
 {
-    if (__builtin_expect(tls_client_id == c->id &&
-                             tls_fork_gen == atomic_load_explicit(&st_fork_gen,
+    if (__builtin_expect(tls.client_id == c->id &&
+                             tls.fork_gen == atomic_load_explicit(&st_fork_gen,
                                                                   memory_order_relaxed),
                          1))
-        return tls_lane;
+        return tls.lane;
     return st__lane_get_slow(c);
 }
 
