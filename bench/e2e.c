@@ -1,0 +1,489 @@
+/* e2e.c — scenarios "e2e" and "e2e-window100": from a producer process's first log call
+ * until the agent has committed every record to its store.
+ *
+ * The parent makes a scratch ring directory (/dev/shm) and store directory ($TMPDIR or /tmp),
+ * creates the ring there (4 lanes of 256 MiB, as st_open would with those options, so that
+ * the agent finds it at start-up instead of at its next once-a-second directory scan), starts
+ * sidetrackd on them and waits until the agent has mapped the ring. Then it forks the
+ * producer: st_open, one run, four keys, N metric points (N/4 steps), st_run_end, st_close.
+ * The producer never drops: it watches its lane's committed position (head) every 8192 calls
+ * and sleeps while more than 3/4 of the lane is waiting for the agent, so the figure is the
+ * agent's sustained rate, and every pause is reported. The parent waits for the producer,
+ * then polls the ring until the agent has freed the lane, which it does only after the LMDB
+ * transaction holding the lane's last records has committed. seconds runs from the first log
+ * call to that moment. Then SIGTERM stops the agent (it drains and fsyncs), the store is
+ * opened read-only, every key's point count is checked against what was logged, and
+ * store_info's used_bytes / N gives the bytes one metric point costs on disk.
+ *
+ * "e2e" runs the agent with --fsync-interval 0: each commit is fsynced before the agent frees
+ * ring space, so "committed" means durable. "e2e-window100" uses the default 100 ms window:
+ * committed means in LMDB (safe from an agent crash), durable within 100 ms.
+ */
+#include "bench.h"
+
+#include "shmlog.h"
+#include "sidetrack.h"
+#include "store.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define E2E_LANES 4u
+#define E2E_LANE_SIZE (256ull << 20)
+#define E2E_DEFAULT_OPS 10000000ull
+#define E2E_QUICK_OPS 200000ull
+#define E2E_PACE_EVERY 8192u
+#define E2E_STALL_S 60 /* no commit progress for this long: the agent is stuck */
+#define NKEYS 4
+
+static const char *const key_names[NKEYS] = {"train/loss", "train/accuracy", "lr", "grad_norm"};
+
+/* What the producer process tells the parent, in a shared anonymous mapping. */
+struct e2e_shared {
+    uint64_t t_first, t_last; /* CLOCK_MONOTONIC around the logging loop */
+    uint64_t logged, dropped, lost, spilled;
+    uint64_t pauses, paused_ns;
+    char run_id[33];
+    char err[256];
+};
+
+/* ---- the producer process ---------------------------------------------------------------- */
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* Noise in [-0.5, 0.5): a full mantissa, as real losses have (they compress worse than
+ * counters, which keeps store_bytes_per_metric honest). */
+static double noise(uint64_t *s) { return (double)(xorshift(s) >> 11) / 9007199254740992.0 - 0.5; }
+
+static struct shmlog_lane_ctl *own_lane(const struct shmlog_arena *a)
+{
+    uint64_t pid = (uint64_t)(uint32_t)getpid();
+    for (uint32_t i = 0; i < a->hdr->lane_count; i++) {
+        struct shmlog_lane_ctl *ctl = shmlog_lane_ctl(a, i);
+        uint64_t w = atomic_load_explicit(&ctl->owner, memory_order_acquire);
+        if ((w & 0xffffffffu) == pid && !(w & SHMLOG_OWNER_CLOSED))
+            return ctl;
+    }
+    return NULL;
+}
+
+static int producer_main(const char *ring_dir, const struct shmlog_arena *arena, uint64_t n,
+                         struct e2e_shared *sh)
+{
+    st_client *c;
+    st_options so = {.ring_dir = ring_dir, .lanes = E2E_LANES, .lane_size = E2E_LANE_SIZE};
+    int r = st_open(&c, &so);
+    if (r < 0) {
+        snprintf(sh->err, sizeof sh->err, "st_open: %s", st_strerror(r));
+        return 1;
+    }
+    st_key keys[NKEYS];
+    for (int i = 0; i < NKEYS; i++)
+        if ((r = st_key_intern(c, key_names[i], &keys[i])) < 0) {
+            snprintf(sh->err, sizeof sh->err, "st_key_intern: %s", st_strerror(r));
+            return 1;
+        }
+    st_run *run;
+    if ((r = st_run_start(c, "sidetrack-bench", "e2e", &run)) < 0) {
+        snprintf(sh->err, sizeof sh->err, "st_run_start: %s", st_strerror(r));
+        return 1;
+    }
+    snprintf(sh->run_id, sizeof sh->run_id, "%s", st_run_id(run));
+    /* The lane was claimed by st_run_start; its position then is in tail_hint. */
+    struct shmlog_lane_ctl *ctl = own_lane(arena);
+    if (!ctl) {
+        snprintf(sh->err, sizeof sh->err, "cannot find the producer's lane in the ring");
+        return 1;
+    }
+    uint64_t base = atomic_load_explicit(&ctl->tail_hint, memory_order_relaxed) + 4096;
+    uint64_t high_water = arena->hdr->lane_size / 4 * 3;
+
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    double loss = 2.5, acc = 0.1, lr = 0.1, gnorm = 1.0;
+    sh->t_first = now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        if (i % E2E_PACE_EVERY == 0) {
+            /* Upper bound of our tail once the next E2E_PACE_EVERY records are in. */
+            uint64_t tail = base + (i + E2E_PACE_EVERY) * sizeof(struct wire_metric);
+            uint64_t head = atomic_load_explicit(&ctl->head, memory_order_acquire);
+            if (tail - head > high_water) {
+                uint64_t t = now_ns();
+                sh->pauses++;
+                do {
+                    sleep_us(200);
+                    head = atomic_load_explicit(&ctl->head, memory_order_acquire);
+                } while (tail - head > high_water);
+                sh->paused_ns += now_ns() - t;
+            }
+        }
+        int64_t step = (int64_t)(i / NKEYS);
+        double v;
+        switch (i % NKEYS) {
+        case 0:
+            loss = loss * 0.99999 + 0.00001 * 0.3;
+            v = loss + 0.05 * noise(&seed);
+            break;
+        case 1:
+            acc += (0.95 - acc) * 0.00001;
+            v = acc + 0.01 * noise(&seed);
+            break;
+        case 2:
+            if (step % 100000 == 99999)
+                lr *= 0.5; /* a step schedule: constant for long stretches */
+            v = lr;
+            break;
+        default:
+            gnorm = 0.9 * gnorm + 0.1 * (1.0 + noise(&seed));
+            v = gnorm;
+            break;
+        }
+        if ((r = st_log_metric(run, keys[i % NKEYS], v, step)) < 0) {
+            snprintf(sh->err, sizeof sh->err, "st_log_metric: %s", st_strerror(r));
+            return 1;
+        }
+    }
+    sh->t_last = now_ns();
+    sh->logged = n;
+    st_stats s;
+    st_stats_get(c, &s);
+    sh->dropped = s.dropped_metrics;
+    sh->lost = s.lost_records;
+    sh->spilled = s.spilled_records;
+    st_run_end(run, ST_RUN_FINISHED);
+    st_close(c);
+    return 0;
+}
+
+/* ---- the parent -------------------------------------------------------------------------- */
+
+struct e2e {
+    const char *name;
+    uint32_t fsync_ms;
+    uint64_t n;
+    char agent[4096];
+    char root[512];  /* /dev/shm/sidetrack-bench-<name>-XXXXXX: the ring dir and agent.log */
+    char store[512]; /* $TMPDIR/sidetrack-bench-<name>-XXXXXX */
+    char log[600];
+    struct shmlog_arena arena;
+    pid_t agent_pid, prod_pid;
+    struct e2e_shared *sh;
+};
+
+static void show_agent_log(const struct e2e *e)
+{
+    FILE *f = fopen(e->log, "re");
+    if (!f)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f))
+        fprintf(stderr, "  %s", line);
+    fclose(f);
+}
+
+static pid_t start_agent(struct e2e *e)
+{
+    char fsync[16];
+    snprintf(fsync, sizeof fsync, "%u", e->fsync_ms);
+    pid_t pid = fork();
+    if (pid != 0) {
+        if (pid > 0)
+            cleanup_add_pid(pid);
+        return pid;
+    }
+    child_after_fork(SIGTERM); /* the agent drains and stops if the bench dies */
+    int fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        dup2(fd, 1);
+    }
+    execl(e->agent, e->agent, "--data", e->store, "--ring-dir", e->root, "--fsync-interval",
+          fsync, (char *)NULL);
+    fprintf(stderr, "sidetrack-bench: cannot run %s: %s\n", e->agent, strerror(errno));
+    _exit(127);
+}
+
+/* Waits until the agent has mapped the ring (it writes its pid into the header then; not
+ * necessarily our child's pid: $SIDETRACK_AGENT may be a wrapper such as `perf record`). */
+static int wait_agent_ready(struct e2e *e)
+{
+    uint64_t deadline = now_ns() + 10000000000ull;
+    while (atomic_load(&e->arena.hdr->agent_pid) == 0) {
+        int st;
+        if (waitpid(e->agent_pid, &st, WNOHANG) == e->agent_pid) {
+            cleanup_del_pid(e->agent_pid);
+            e->agent_pid = 0;
+            warnx_("%s: the agent exited at start-up (status %d):", e->name,
+                   WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+            show_agent_log(e);
+            return -1;
+        }
+        if (now_ns() > deadline) {
+            warnx_("%s: the agent did not map the ring within 10 s", e->name);
+            show_agent_log(e);
+            return -1;
+        }
+        sleep_us(1000);
+    }
+    return 0;
+}
+
+/* Waits until every lane is free: the agent committed everything and handed the lanes back. */
+static int wait_all_committed(struct e2e *e)
+{
+    uint64_t last_sum = UINT64_MAX, last_change = now_ns();
+    for (;;) {
+        uint64_t sum = 0;
+        bool busy = false;
+        for (uint32_t i = 0; i < e->arena.hdr->lane_count; i++) {
+            struct shmlog_lane_ctl *ctl = shmlog_lane_ctl(&e->arena, i);
+            if (atomic_load_explicit(&ctl->owner, memory_order_acquire) != 0)
+                busy = true;
+            sum += atomic_load_explicit(&ctl->head, memory_order_acquire);
+        }
+        if (!busy)
+            return 0;
+        uint64_t now = now_ns();
+        if (sum != last_sum) {
+            last_sum = sum;
+            last_change = now;
+        } else if (now - last_change > E2E_STALL_S * 1000000000ull) {
+            warnx_("%s: the agent committed nothing for %d s", e->name, E2E_STALL_S);
+            show_agent_log(e);
+            return -1;
+        }
+        int st;
+        if (waitpid(e->agent_pid, &st, WNOHANG) == e->agent_pid) {
+            cleanup_del_pid(e->agent_pid);
+            e->agent_pid = 0;
+            warnx_("%s: the agent died while draining:", e->name);
+            show_agent_log(e);
+            return -1;
+        }
+        sleep_us(500);
+    }
+}
+
+/* "stopped after storing R records in C commits", the agent's last words. */
+static void agent_totals(const struct e2e *e, unsigned long long *records,
+                         unsigned long long *commits)
+{
+    *records = *commits = 0;
+    FILE *f = fopen(e->log, "re");
+    if (!f)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "stopped after storing ");
+        if (p)
+            sscanf(p, "stopped after storing %llu records in %llu commits", records, commits);
+    }
+    fclose(f);
+}
+
+struct store_check {
+    struct store_info info;
+    uint64_t points;
+    int err;
+};
+
+static void check_store(const struct e2e *e, struct store_check *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    struct store *s;
+    int r = store_open(&s, e->store, STORE_RDONLY, 0);
+    if (r < 0) {
+        warnx_("%s: cannot open the store %s: %s", e->name, e->store, store_strerror(r));
+        sc->err = r;
+        return;
+    }
+    if ((r = store_info(s, &sc->info)) < 0)
+        warnx_("%s: store_info: %s", e->name, store_strerror(r));
+    uint8_t id[16];
+    struct store_txn *t = NULL;
+    if (r == 0 && (r = store_run_id_parse(e->sh->run_id, id)) < 0)
+        warnx_("%s: bad run id %s", e->name, e->sh->run_id);
+    if (r == 0 && (r = store_begin(s, false, &t)) < 0)
+        warnx_("%s: store_begin: %s", e->name, store_strerror(r));
+    for (int k = 0; r == 0 && k < NKEYS; k++) {
+        struct store_metric_summary sum;
+        if ((r = store_metric_summary_get(t, id, key_names[k], &sum)) < 0)
+            warnx_("%s: metric %s of run %s: %s", e->name, key_names[k], e->sh->run_id,
+                   store_strerror(r));
+        else
+            sc->points += sum.count;
+    }
+    store_abort(t);
+    store_close(s);
+    sc->err = r;
+}
+
+static void e2e_cleanup(struct e2e *e)
+{
+    if (e->prod_pid > 0) {
+        kill(e->prod_pid, SIGKILL);
+        waitpid(e->prod_pid, NULL, 0);
+        cleanup_del_pid(e->prod_pid);
+    }
+    if (e->agent_pid > 0) {
+        kill(e->agent_pid, SIGKILL);
+        waitpid(e->agent_pid, NULL, 0);
+        cleanup_del_pid(e->agent_pid);
+    }
+    if (e->arena.hdr)
+        shmlog_arena_close(&e->arena);
+    if (e->sh)
+        munmap(e->sh, sizeof *e->sh);
+    scratch_remove(e->root);
+    scratch_remove(e->store);
+}
+
+static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fsync_ms)
+{
+    struct e2e e = {.name = name, .fsync_ms = fsync_ms};
+    e.n = o->ops ? o->ops : o->quick ? E2E_QUICK_OPS : E2E_DEFAULT_OPS;
+    int ret = 1;
+    struct load_probe load;
+    load_begin(&load);
+    if (find_agent(e.agent, sizeof e.agent) < 0) {
+        warnx_("%s: cannot find sidetrackd: build it, put it on the PATH or set "
+               "$SIDETRACK_AGENT",
+               name);
+        return 1;
+    }
+    int r;
+    if ((r = scratch_ring_dir(e.root, sizeof e.root, name)) < 0 ||
+        (r = scratch_store_dir(e.store, sizeof e.store, name)) < 0) {
+        warnx_("%s: cannot make scratch directories: %s", name, strerror(-r));
+        goto out;
+    }
+    snprintf(e.log, sizeof e.log, "%s/agent.log", e.root);
+    e.sh = mmap(NULL, sizeof *e.sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (e.sh == MAP_FAILED) {
+        e.sh = NULL;
+        warnx_("%s: mmap: %s", name, strerror(errno));
+        goto out;
+    }
+    char path[700];
+    snprintf(path, sizeof path, "%s/u%u.ring", e.root, (unsigned)getuid());
+    struct shmlog_geometry geo = {.lane_count = E2E_LANES, .lane_size = E2E_LANE_SIZE};
+    if ((r = shmlog_arena_open(&e.arena, path, SHMLOG_CREATE, &geo)) < 0) {
+        warnx_("%s: cannot create the ring %s: %s", name, path, shmlog_strerror(r));
+        goto out;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    if ((e.agent_pid = start_agent(&e)) < 0 || wait_agent_ready(&e) < 0)
+        goto out;
+
+    e.prod_pid = fork();
+    if (e.prod_pid < 0) {
+        warnx_("%s: fork: %s", name, strerror(errno));
+        goto out;
+    }
+    if (e.prod_pid == 0) {
+        child_after_fork(SIGKILL);
+        _exit(producer_main(e.root, &e.arena, e.n, e.sh));
+    }
+    cleanup_add_pid(e.prod_pid);
+    int st;
+    waitpid(e.prod_pid, &st, 0);
+    cleanup_del_pid(e.prod_pid);
+    e.prod_pid = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        warnx_("%s: the producer failed: %s", name, e.sh->err[0] ? e.sh->err : "killed");
+        goto out;
+    }
+    if (wait_all_committed(&e) < 0)
+        goto out;
+    uint64_t t_done = now_ns();
+
+    kill(e.agent_pid, SIGTERM);
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    wait4(e.agent_pid, &st, 0, &ru);
+    cleanup_del_pid(e.agent_pid);
+    e.agent_pid = 0;
+    uint64_t t_stopped = now_ns();
+    bool agent_ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!agent_ok) {
+        warnx_("%s: the agent did not stop cleanly (status %d):", name,
+               WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        show_agent_log(&e);
+    }
+    unsigned long long agent_records, agent_commits;
+    agent_totals(&e, &agent_records, &agent_commits);
+    struct store_check sc;
+    check_store(&e, &sc);
+
+    double secs = (double)(t_done - e.sh->t_first) / 1e9;
+    double prod_secs = (double)(e.sh->t_last - e.sh->t_first) / 1e9;
+    jl_begin(name);
+    jl_u64("ops", e.n);
+    jl_f("seconds", secs, 4);
+    jl_f("ops_per_sec", secs > 0 ? (double)e.n / secs : 0, 0);
+    jl_u64("fsync_interval_ms", fsync_ms);
+    jl_b("durable_at_commit", fsync_ms == 0);
+    jl_f("producer_seconds", prod_secs, 4);
+    jl_f("producer_paused_seconds", (double)e.sh->paused_ns / 1e9, 4);
+    jl_u64("producer_pauses", e.sh->pauses);
+    jl_f("drain_after_producer_seconds", (double)(t_done - e.sh->t_last) / 1e9, 4);
+    jl_f("agent_stop_seconds", (double)(t_stopped - t_done) / 1e9, 4);
+    double agent_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    jl_f("agent_cpu_seconds", agent_cpu, 3);
+    jl_f("agent_cpu_ns_per_metric", agent_cpu * 1e9 / (double)e.n, 1);
+    jl_u64("dropped", e.sh->dropped);
+    jl_u64("spilled", e.sh->spilled);
+    jl_u64("lost", e.sh->lost);
+    jl_u64("stored_points", sc.points);
+    jl_b("verified", sc.err == 0 && sc.points == e.n);
+    if (agent_commits) {
+        jl_u64("agent_records", agent_records);
+        jl_u64("agent_commits", agent_commits);
+    }
+    jl_u64("store_used_bytes", sc.info.used_bytes);
+    jl_u64("store_file_bytes", sc.info.file_bytes);
+    jl_f("store_bytes_per_metric", e.n ? (double)sc.info.used_bytes / (double)e.n : 0, 2);
+    jl_u64("lane_mib", e.arena.hdr->lane_size >> 20);
+    jl_s("clock", e.arena.hdr->clock == SHMLOG_CLOCK_TSC ? "tsc" : "realtime");
+    load_report(&load);
+    jl_end();
+
+    ret = 0;
+    if (sc.err || sc.points + e.sh->dropped != e.n) {
+        warnx_("%s: the store holds %llu of %llu points (%llu dropped by the producer)", name,
+               (unsigned long long)sc.points, (unsigned long long)e.n,
+               (unsigned long long)e.sh->dropped);
+        ret = 1;
+    }
+    if (!agent_ok)
+        ret = 1;
+out:
+    e2e_cleanup(&e);
+    return ret;
+}
+
+int bench_e2e(const struct bench_opts *o)
+{
+    int r = e2e_variant(o, "e2e", 0);
+    return e2e_variant(o, "e2e-window100", 100) | r;
+}
+
+int bench_e2e_window(const struct bench_opts *o) { return e2e_variant(o, "e2e-window100", 100); }
