@@ -29,7 +29,8 @@
 
 int st_block_cap(size_t lmdb_key_len)
 {
-    return BLOCK_NODE_BUDGET - (int)lmdb_key_len;
+    (void)lmdb_key_len; /* overflow pages hold the value alone: the key does not count */
+    return BLOCK_NODE_BUDGET;
 }
 
 static inline uint64_t zz_enc(uint64_t d) { return d << 1 ^ (0 - (d >> 63)); }

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 
 #define SUM_LEN 48
-#define BLK_BUF 2048
+#define BLK_BUF 4096
 _Static_assert(BLOCK_NODE_BUDGET <= BLK_BUF, "a tail block must fit the append buffer");
 
 static void sum_decode(const uint8_t *p, struct store_metric_summary *s)
