@@ -22,7 +22,11 @@ struct st_lane {
     struct st_lane *next;
     pid_t pid;
     uint32_t fork_gen;
+    uint64_t base[3]; /* the lane's counters when this thread took it (a reopened lane) */
 };
+
+/* Delivery counters, in st_stats order: dropped metrics, spilled records, lost records. */
+enum { ST_CNT_DROPPED, ST_CNT_SPILLED, ST_CNT_LOST, ST_CNT_N };
 
 struct st_key_slot {
     char *name;
@@ -43,6 +47,7 @@ struct st_client {
     _Atomic uint32_t key_count;
     uint32_t next_run_slot;
     uint64_t no_lane;
+    uint64_t closed[ST_CNT_N]; /* counted in lanes this process has closed since */
     char ring_dir[4096];
 };
 

@@ -367,6 +367,42 @@ static void a_full_lane_drops_metrics_and_counts_them(void **state)
     st_close(c);
 }
 
+static st_run *drop_run;
+static st_key drop_key;
+
+static void *thread_floods(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10000; i++)
+        st_log_metric(drop_run, drop_key, 1.0, i);
+    return NULL;
+}
+
+static void drops_of_an_exited_thread_stay_counted(void **state)
+{
+    (void)state;
+    fresh_ring();
+    st_options o = {.lane_size = 64u << 10, .lanes = 4};
+    st_client *c;
+    assert_int_equal(st_open(&c, &o), 0);
+    assert_int_equal(st_run_start(c, "exp", NULL, &drop_run), 0);
+    assert_int_equal(st_key_intern(c, "m", &drop_key), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, thread_floods, NULL), 0);
+    pthread_join(th, NULL);
+    st_stats s;
+    assert_int_equal(st_stats_get(c, &s), 0);
+    assert_true(s.dropped_metrics > 8000); /* the thread and its lane are gone; its count is not */
+    uint64_t before = s.dropped_metrics;
+    /* A second thread reopens the same closed lane: its drops add, nothing is counted twice. */
+    assert_int_equal(pthread_create(&th, NULL, thread_floods, NULL), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(st_stats_get(c, &s), 0);
+    assert_int_equal(s.dropped_metrics, before + 10000);
+    st_run_end(drop_run, ST_RUN_FINISHED);
+    st_close(c);
+}
+
 static void a_foreign_file_at_the_ring_path_is_refused(void **state)
 {
     (void)state;
@@ -396,6 +432,7 @@ int main(void)
         cmocka_unit_test(a_thread_that_exits_hands_its_lane_to_the_next),
         cmocka_unit_test(a_forked_child_logs_into_a_lane_of_its_own),
         cmocka_unit_test(a_full_lane_drops_metrics_and_counts_them),
+        cmocka_unit_test(drops_of_an_exited_thread_stay_counted),
         cmocka_unit_test(a_foreign_file_at_the_ring_path_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
