@@ -39,6 +39,16 @@ struct lane_state {
     uint32_t nruns;
     uint64_t last_liveness_ns;
     uint64_t reported_drops;
+    /* key id -> the series its points went to last, for one run slot: a metric record then
+     * costs two array loads instead of hashing a run id and a key name */
+    struct series_hint *hints;
+    uint32_t nhints;
+};
+
+struct series_hint {
+    uint64_t epoch; /* a->series_epoch when set; 0 never matches */
+    uint32_t run;
+    struct series *s;
 };
 
 struct arena_state {
@@ -49,7 +59,8 @@ struct arena_state {
     bool seen; /* found by the latest directory scan */
 };
 
-/* Points of one (run, key) gathered during a pass, appended to the store at its end. */
+/* Points of one (run, key) gathered during a pass, appended to the store at its end. Series
+ * and their point arrays outlive a pass (reused by the next), up to SERIES_MAX of them. */
 struct series {
     uint8_t run[16];
     char *key;
@@ -69,6 +80,8 @@ struct agent {
     struct series **buckets;
     size_t nbuckets;
     struct series *active;
+    size_t nseries;
+    uint64_t series_epoch; /* bumped when every series is freed: lane hints become stale */
     /* TSC calibration: wall time = now_ns - (tsc_now - tsc) * ns_per_tick */
     uint64_t tsc0, ns0, tsc_now, ns_now;
     double ns_per_tick;

@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #define SERIES_BUCKETS 4096
+#define SERIES_MAX 65536          /* series kept between passes before all are freed */
+#define SERIES_KEEP_POINTS 65536  /* a point array larger than this is freed after a pass */
 
 struct pending {
     char **paths;        /* spool files to remove after the commit */
@@ -99,6 +101,7 @@ static void lane_forget(struct lane_state *ls)
 {
     for (uint32_t i = 0; i < ls->nkeys; i++)
         free(ls->keys[i]);
+    free(ls->hints);
     free(ls->keys);
     free(ls->runs);
     free(ls->run_known);
@@ -125,6 +128,8 @@ static int dict_set_key(struct lane_state *ls, uint32_t id, const char *name)
         return -ENOMEM;
     free(ls->keys[id]);
     ls->keys[id] = dup;
+    if (id < ls->nhints)
+        ls->hints[id].epoch = 0; /* a redefined id must not reach the old name's series */
     return 0;
 }
 
@@ -222,6 +227,21 @@ static uint64_t series_hash(const uint8_t run[16], const char *key)
     return h;
 }
 
+static void series_free_all(struct agent *a)
+{
+    for (size_t h = 0; h < a->nbuckets; h++)
+        for (struct series *s = a->buckets[h], *next; s; s = next) {
+            next = s->next;
+            free(s->key);
+            free(s->pts);
+            free(s);
+        }
+    memset(a->buckets, 0, a->nbuckets * sizeof *a->buckets);
+    a->active = NULL;
+    a->nseries = 0;
+    a->series_epoch++;
+}
+
 static struct series *series_get(struct agent *a, const uint8_t run[16], const char *key)
 {
     uint64_t h = series_hash(run, key) & (a->nbuckets - 1);
@@ -236,17 +256,13 @@ static struct series *series_get(struct agent *a, const uint8_t run[16], const c
     memcpy(s->run, run, 16);
     s->next = a->buckets[h];
     a->buckets[h] = s;
-    s->next_active = a->active;
-    a->active = s;
+    a->nseries++;
     return s;
 }
 
-static int series_add(struct agent *a, const uint8_t run[16], const char *key, int64_t step,
-                      int64_t ts_ms, double value)
+static int series_push(struct agent *a, struct series *s, int64_t step, int64_t ts_ms,
+                       double value)
 {
-    struct series *s = series_get(a, run, key);
-    if (!s)
-        return -ENOMEM;
     if (s->n == s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 256;
         struct store_point *p = realloc(s->pts, ncap * sizeof *p);
@@ -255,20 +271,51 @@ static int series_add(struct agent *a, const uint8_t run[16], const char *key, i
         s->pts = p;
         s->cap = ncap;
     }
+    if (s->n == 0) {
+        s->next_active = a->active;
+        a->active = s;
+    }
     s->pts[s->n++] = (struct store_point){step, ts_ms, value};
     return 0;
+}
+
+/* The series of (run slot, key id) in a lane, through the lane's hint for that key. */
+static struct series *lane_series(struct agent *a, struct lane_state *ls, uint32_t slot,
+                                  uint32_t key_id, const uint8_t run[16], const char *key)
+{
+    if (key_id < ls->nhints) {
+        struct series_hint *h = &ls->hints[key_id];
+        if (h->epoch == a->series_epoch && h->run == slot)
+            return h->s;
+    } else if (key_id < ls->nkeys) {
+        struct series_hint *nh = realloc(ls->hints, ls->nkeys * sizeof *nh);
+        if (nh) {
+            memset(nh + ls->nhints, 0, (ls->nkeys - ls->nhints) * sizeof *nh);
+            ls->hints = nh;
+            ls->nhints = ls->nkeys;
+        }
+    }
+    struct series *s = series_get(a, run, key);
+    if (s && key_id < ls->nhints)
+        ls->hints[key_id] = (struct series_hint){a->series_epoch, slot, s};
+    return s;
 }
 
 static void series_clear(struct agent *a)
 {
     for (struct series *s = a->active, *next; s; s = next) {
         next = s->next_active;
-        free(s->key);
-        free(s->pts);
-        free(s);
+        s->n = 0;
+        s->next_active = NULL;
+        if (s->cap > SERIES_KEEP_POINTS) {
+            free(s->pts);
+            s->pts = NULL;
+            s->cap = 0;
+        }
     }
     a->active = NULL;
-    memset(a->buckets, 0, a->nbuckets * sizeof *a->buckets);
+    if (a->nseries > SERIES_MAX)
+        series_free_all(a);
 }
 
 /* A store refusal that concerns one record (a key too long for the store, a value it cannot
@@ -415,7 +462,10 @@ static int handle_record(struct agent *a, struct store_txn *t, struct arena_stat
         const char *key = dict_key(ls, m->key);
         if (!(run = dict_run(ls, m->run)) || !key)
             return 1;
-        return series_add(a, run, key, m->step, stamp_ms(a, as, m->h.flags, m->ts), m->value);
+        struct series *s = lane_series(a, ls, m->run, m->key, run, key);
+        if (!s)
+            return -ENOMEM;
+        return series_push(a, s, m->step, stamp_ms(a, as, m->h.flags, m->ts), m->value);
     }
     case WIRE_METRICS: {
         const struct wire_metrics *m = d.metrics;
@@ -430,7 +480,10 @@ static int handle_record(struct agent *a, struct store_txn *t, struct arena_stat
                 skipped = 1;
                 continue;
             }
-            if ((r = series_add(a, run, key, m->step, ts, e[i].value)) < 0)
+            struct series *s = lane_series(a, ls, m->run, e[i].key, run, key);
+            if (!s)
+                return -ENOMEM;
+            if ((r = series_push(a, s, m->step, ts, e[i].value)) < 0)
                 return r;
         }
         return skipped;
@@ -919,6 +972,7 @@ int agent_init(struct agent *a, const struct agent_options *opt, char *err, size
         return r;
     }
     a->nbuckets = SERIES_BUCKETS;
+    a->series_epoch = 1; /* zeroed hints (epoch 0) never match */
     a->buckets = calloc(a->nbuckets, sizeof *a->buckets);
     if (!a->buckets)
         return -ENOMEM;
@@ -951,7 +1005,7 @@ void agent_fini(struct agent *a)
         free(as);
     }
     free(a->arenas);
-    series_clear(a);
+    series_free_all(a);
     free(a->buckets);
     decode_free(&a->dec);
     if (a->store)

@@ -136,8 +136,10 @@ static void producer_wait_ok(pid_t pid)
     assert_int_equal(WEXITSTATUS(st), 0); /* 3 would mean drops: the test's pacing is wrong */
 }
 
-/* Checks that the CLI returns exactly points values of key k, steps 0..points-1 in order. */
-static void expect_history(const struct scratch *s, const char *run, int k, long points)
+/* Checks that the CLI returns exactly points values of key k, steps 0..points-1 in order,
+ * each value_of(step, k) + offset. */
+static void expect_history_off(const struct scratch *s, const char *run, int k, long points,
+                               double offset)
 {
     char key[16];
     snprintf(key, sizeof key, "m%d", k);
@@ -158,14 +160,66 @@ static void expect_history(const struct scratch *s, const char *run, int k, long
                      step);
         }
         double v = strtod(val, NULL);
-        if (v != value_of(n, k))
-            fail_msg("key %s step %ld: value %s, expected %.17g", key, n, val, value_of(n, k));
+        if (v != value_of(n, k) + offset)
+            fail_msg("key %s step %ld: value %s, expected %.17g", key, n, val,
+                     value_of(n, k) + offset);
         assert_true(ts > 1600000000000LL); /* a real wall-clock millisecond stamp */
         n++;
     }
     if (n != points)
         fail_msg("key %s: %ld points read back, %ld logged", key, n, points);
     free(out);
+}
+
+static void expect_history(const struct scratch *s, const char *run, int k, long points)
+{
+    expect_history_off(s, run, k, points, 0);
+}
+
+static void two_runs_logging_the_same_keys_from_one_thread_stay_apart(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "tworuns");
+    pid_t agent = agent_start(&s, NULL);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    long points = 50000;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        st_client *c;
+        st_run *r1, *r2;
+        st_key k0, k1;
+        if (st_open(&c, NULL) < 0 || st_run_start(c, "e2e", "a", &r1) < 0 ||
+            st_run_start(c, "e2e", "b", &r2) < 0 || st_key_intern(c, "m0", &k0) < 0 ||
+            st_key_intern(c, "m1", &k1) < 0)
+            _exit(10);
+        if (write(p[1], st_run_id(r1), 33) != 33 || write(p[1], st_run_id(r2), 33) != 33)
+            _exit(11);
+        for (long i = 0; i < points; i++) {
+            st_log_metric(r1, k0, value_of(i, 0), i);
+            st_log_metric(r2, k0, value_of(i, 0) + 1000, i);
+            st_log_metric(r2, k1, value_of(i, 1) + 1000, i);
+            st_log_metric(r1, k1, value_of(i, 1), i);
+        }
+        st_run_end(r1, ST_RUN_FINISHED);
+        st_run_end(r2, ST_RUN_FAILED);
+        st_close(c);
+        _exit(0);
+    }
+    close(p[1]);
+    char run1[33], run2[33];
+    assert_int_equal(read(p[0], run1, 33), 33);
+    read_run_id(p[0], run2);
+    producer_wait_ok(pid);
+    assert_int_equal(agent_stop(&s, agent), 0);
+    for (int k = 0; k < 2; k++) {
+        expect_history_off(&s, run1, k, points, 0);
+        expect_history_off(&s, run2, k, points, 1000);
+    }
+    scratch_remove(&s);
 }
 
 static void metrics_logged_are_read_back_exactly_by_the_cli(void **state)
@@ -298,6 +352,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(metrics_logged_are_read_back_exactly_by_the_cli),
+        cmocka_unit_test(two_runs_logging_the_same_keys_from_one_thread_stay_apart),
         cmocka_unit_test(records_logged_before_the_agent_starts_are_stored),
         cmocka_unit_test(params_spilled_from_a_full_lane_reach_the_store),
         cmocka_unit_test(agent_killed_mid_stream_loses_and_duplicates_nothing),
