@@ -87,6 +87,7 @@ struct agent {
     double ns_per_tick;
     /* bookkeeping */
     uint64_t last_scan_ns, last_sync_ns;
+    int inotify_fd; /* new files in the ring directory: scan at once, not at the next second */
     bool unsynced;
     uint64_t records_total, passes, commits;
     char spool_dir[4096];
@@ -102,6 +103,8 @@ void agent_fini(struct agent *a);
 int agent_drain_pass(struct agent *a);
 /* Rescans the ring directory for new or vanished rings. */
 void agent_scan(struct agent *a);
+/* Scans when a file appeared in the ring directory, or a second has passed. */
+void agent_maybe_scan(struct agent *a);
 /* fsyncs the store when the durability window has passed (or always with force). */
 int agent_maybe_sync(struct agent *a, bool force);
 uint64_t agent_now_ns(void);

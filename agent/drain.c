@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -913,6 +914,19 @@ void agent_scan(struct agent *a)
     a->last_scan_ns = agent_now_ns();
 }
 
+void agent_maybe_scan(struct agent *a)
+{
+    bool due = agent_now_ns() - a->last_scan_ns > 1000000000ull;
+    if (a->inotify_fd >= 0) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(a->inotify_fd, buf, sizeof buf)) > 0)
+            due = true; /* any creation or rename into the directory */
+    }
+    if (due)
+        agent_scan(a);
+}
+
 /* Lane records of generations that are gone (freed before a crash, or rings deleted). */
 static int cleanup_stale_lane(const uint8_t id[STORE_LANE_ID_LEN], const struct store_lane *l,
                               void *arg)
@@ -950,6 +964,7 @@ int agent_init(struct agent *a, const struct agent_options *opt, char *err, size
     memset(a, 0, sizeof *a);
     a->opt = *opt;
     a->lock_fd = -1;
+    a->inotify_fd = -1;
     int r;
     if ((r = mkdir_mode(opt->data_dir, 0755)) < 0) {
         snprintf(err, errlen, "cannot create data directory %s: %s", opt->data_dir, strerror(-r));
@@ -978,6 +993,12 @@ int agent_init(struct agent *a, const struct agent_options *opt, char *err, size
         return -ENOMEM;
     decode_init(&a->dec);
     tsc_calibrate(a);
+    a->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (a->inotify_fd >= 0 &&
+        inotify_add_watch(a->inotify_fd, opt->ring_dir, IN_CREATE | IN_MOVED_TO) < 0) {
+        close(a->inotify_fd); /* the once-a-second scan still finds new rings */
+        a->inotify_fd = -1;
+    }
     agent_scan(a);
     struct store_txn *t;
     if ((r = store_begin(a->store, false, &t)) == 0) {
@@ -1017,4 +1038,6 @@ void agent_fini(struct agent *a)
     memset(&pend, 0, sizeof pend);
     if (a->lock_fd >= 0)
         close(a->lock_fd);
+    if (a->inotify_fd >= 0)
+        close(a->inotify_fd);
 }

@@ -155,8 +155,7 @@ int main(int argc, char **argv)
     uint32_t sleep_ms = 1;
     int last_err = 0;
     while (!stop_requested) {
-        if (agent_now_ns() - a.last_scan_ns > 1000000000ull)
-            agent_scan(&a);
+        agent_maybe_scan(&a);
         int r = agent_drain_pass(&a);
         if (r < 0 && r != -EAGAIN) {
             if (r != last_err)
