@@ -204,13 +204,17 @@ static int lane_adopt(struct agent *a, struct store_txn *t, struct arena_state *
     }
     ls->committed_pos = ls->rec.ring_pos;
     ls->spill_pos = ls->spill_committed = ls->rec.spill_pos;
-    ls->finished = ls->rec.finished;
-    /* A lane found finished after a restart still has to be freed: that happens after the
-     * pass commits, so make the pass commit. */
-    if (ls->finished)
-        ls->dirty = true;
+    /* "finished" in the store is not trusted: the producer's process may have reopened the
+     * lane since (after an agent crash between that commit and the free). drain_lane decides
+     * again; a lane that is really closed and drained finishes again in this pass. */
+    ls->finished = false;
+    ls->rec.finished = false;
     ls->owner_seen = owner;
     shmlog_cursor_init(&ls->cur, &as->arena, lane, ls->rec.ring_pos);
+    /* An agent killed between a commit and its release left committed space unreleased: hand
+     * it back now, or a producer that is blocked on it would wait for the next record that
+     * never comes. The position is the store's, so this releases only committed records. */
+    shmlog_release(&ls->cur, ls->rec.ring_pos);
     ls->adopted = true;
     (void)a;
     return 0;
@@ -346,7 +350,7 @@ static int64_t stamp_ms(const struct agent *a, const struct arena_state *as, uin
 {
     if (flags & WIRE_F_TS_MS)
         return ts;
-    if (as->arena.hdr->clock == SHMLOG_CLOCK_TSC)
+    if (as->arena.clock == SHMLOG_CLOCK_TSC)
         return tsc_to_ms(a, ts);
     return ts / 1000000;
 }
@@ -397,8 +401,15 @@ static int apply_artifact(struct agent *a, struct store_txn *t, const struct are
     uint8_t sha[32];
     uint64_t size = 0;
     int r = store_blob_ingest(a->store, d->value, false, sha, &size);
+    if (r == -ENOENT || r == -EACCES || r == -EPERM || r == -ELOOP || r == -EISDIR ||
+        r == -EINVAL) {
+        /* This record's file, not the store: skip it, or one bad file would stall every lane. */
+        agent_log("warning", "artifact %s: cannot read spool file %s (%s); skipped", d->key,
+                  d->value, strerror(-r));
+        return 1;
+    }
     if (r < 0)
-        return r;
+        return r; /* ENOSPC, EIO on the store's side: retry the pass */
     if ((r = store_artifact_put(t, run, d->key, sha, size)) < 0)
         return r;
     return push_spool(d->value);
@@ -676,11 +687,26 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
 
 /* ---- after the commit ------------------------------------------------------------------ */
 
+/* Crash points for the tests (SIDETRACK_AGENT_CRASH_AT=name): the agent dies there as if
+ * killed with -9, so that the tests can hit the instants a random kill rarely does. */
+static void crash_point(const char *name)
+{
+    static const char *at;
+    static bool looked;
+    if (!looked) {
+        at = getenv("SIDETRACK_AGENT_CRASH_AT");
+        looked = true;
+    }
+    if (at && !strcmp(at, name))
+        _exit(137);
+}
+
 static void lanes_committed(struct agent *a)
 {
+    crash_point("after-commit");
     for (size_t k = 0; k < a->narenas; k++) {
         struct arena_state *as = a->arenas[k];
-        for (uint32_t i = 0; i < as->arena.hdr->lane_count; i++) {
+        for (uint32_t i = 0; i < as->arena.lane_count; i++) {
             struct lane_state *ls = &as->lanes[i];
             if (!ls->adopted)
                 continue;
@@ -692,6 +718,7 @@ static void lanes_committed(struct agent *a)
             }
             if (!ls->finished)
                 continue;
+            crash_point("before-free");
             int r = shmlog_lane_free(&as->arena, i, ls->owner_seen);
             if (r == -EAGAIN) {
                 /* The producer process reopened its closed lane: keep draining it. */
@@ -727,7 +754,7 @@ static void pass_rollback(struct agent *a)
     /* Forget what the pass learned: lanes are re-adopted from the store's positions. */
     for (size_t k = 0; k < a->narenas; k++) {
         struct arena_state *as = a->arenas[k];
-        for (uint32_t i = 0; i < as->arena.hdr->lane_count; i++)
+        for (uint32_t i = 0; i < as->arena.lane_count; i++)
             if (as->lanes[i].adopted)
                 lane_forget(&as->lanes[i]);
     }
@@ -754,7 +781,7 @@ int agent_drain_pass(struct agent *a)
         struct arena_state *as = a->arenas[k];
         uint64_t now = agent_now_ns();
         atomic_store_explicit(&as->arena.hdr->agent_heartbeat_ns, now, memory_order_relaxed);
-        for (uint32_t i = 0; i < as->arena.hdr->lane_count && budget; i++) {
+        for (uint32_t i = 0; i < as->arena.lane_count && budget; i++) {
             r = drain_lane(a, t, as, i, &budget);
             if (r < 0)
                 goto fail;
@@ -775,7 +802,7 @@ int agent_drain_pass(struct agent *a)
         goto fail;
     for (size_t k = 0; k < a->narenas; k++) {
         struct arena_state *as = a->arenas[k];
-        for (uint32_t i = 0; i < as->arena.hdr->lane_count; i++) {
+        for (uint32_t i = 0; i < as->arena.lane_count; i++) {
             struct lane_state *ls = &as->lanes[i];
             if (!ls->adopted || !ls->dirty)
                 continue;
@@ -882,7 +909,7 @@ void agent_scan(struct agent *a)
             free(as);
             continue;
         }
-        as->lanes = calloc(as->arena.hdr->lane_count, sizeof *as->lanes);
+        as->lanes = calloc(as->arena.lane_count, sizeof *as->lanes);
         struct arena_state **na = realloc(a->arenas, (a->narenas + 1) * sizeof *na);
         if (!as->lanes || !na) {
             free(as->lanes);
@@ -907,8 +934,8 @@ void agent_scan(struct agent *a)
         a->arenas[a->narenas++] = as;
         if (a->opt.verbose)
             agent_log("info", "draining ring %s (%u lanes of %llu KiB)", path,
-                      as->arena.hdr->lane_count,
-                      (unsigned long long)(as->arena.hdr->lane_size >> 10));
+                      as->arena.lane_count,
+                      (unsigned long long)(as->arena.lane_size >> 10));
     }
     closedir(d);
     a->last_scan_ns = agent_now_ns();
@@ -938,7 +965,7 @@ static int cleanup_stale_lane(const uint8_t id[STORE_LANE_ID_LEN], const struct 
     uint32_t gen = (uint32_t)id[20] << 24 | (uint32_t)id[21] << 16 | (uint32_t)id[22] << 8 | id[23];
     for (size_t k = 0; k < a->narenas; k++) {
         struct shmlog_arena *ar = &a->arenas[k]->arena;
-        if (memcmp(ar->hdr->arena_id, id, 16) || lane >= ar->hdr->lane_count)
+        if (memcmp(ar->hdr->arena_id, id, 16) || lane >= ar->lane_count)
             continue;
         uint32_t now = atomic_load(&shmlog_lane_ctl(ar, lane)->generation);
         if (now == gen)
@@ -1017,7 +1044,7 @@ void agent_fini(struct agent *a)
 {
     for (size_t k = 0; k < a->narenas; k++) {
         struct arena_state *as = a->arenas[k];
-        for (uint32_t i = 0; i < as->arena.hdr->lane_count; i++)
+        for (uint32_t i = 0; i < as->arena.lane_count; i++)
             if (as->lanes[i].adopted)
                 lane_forget(&as->lanes[i]);
         atomic_store(&as->arena.hdr->agent_pid, 0);

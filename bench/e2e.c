@@ -75,7 +75,7 @@ static double noise(uint64_t *s) { return (double)(xorshift(s) >> 11) / 90071992
 static struct shmlog_lane_ctl *own_lane(const struct shmlog_arena *a)
 {
     uint64_t pid = (uint64_t)(uint32_t)getpid();
-    for (uint32_t i = 0; i < a->hdr->lane_count; i++) {
+    for (uint32_t i = 0; i < a->lane_count; i++) {
         struct shmlog_lane_ctl *ctl = shmlog_lane_ctl(a, i);
         uint64_t w = atomic_load_explicit(&ctl->owner, memory_order_acquire);
         if ((w & 0xffffffffu) == pid && !(w & SHMLOG_OWNER_CLOSED))
@@ -113,7 +113,7 @@ static int producer_main(const char *ring_dir, const struct shmlog_arena *arena,
         return 1;
     }
     uint64_t base = atomic_load_explicit(&ctl->tail_hint, memory_order_relaxed) + 4096;
-    uint64_t high_water = arena->hdr->lane_size / 4 * 3;
+    uint64_t high_water = arena->lane_size / 4 * 3;
 
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     double loss = 2.5, acc = 0.1, lr = 0.1, gnorm = 1.0;
@@ -251,7 +251,7 @@ static int wait_all_committed(struct e2e *e)
     for (;;) {
         uint64_t sum = 0;
         bool busy = false;
-        for (uint32_t i = 0; i < e->arena.hdr->lane_count; i++) {
+        for (uint32_t i = 0; i < e->arena.lane_count; i++) {
             struct shmlog_lane_ctl *ctl = shmlog_lane_ctl(&e->arena, i);
             if (atomic_load_explicit(&ctl->owner, memory_order_acquire) != 0)
                 busy = true;
@@ -461,8 +461,8 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
     jl_u64("store_used_bytes", sc.info.used_bytes);
     jl_u64("store_file_bytes", sc.info.file_bytes);
     jl_f("store_bytes_per_metric", e.n ? (double)sc.info.used_bytes / (double)e.n : 0, 2);
-    jl_u64("lane_mib", e.arena.hdr->lane_size >> 20);
-    jl_s("clock", e.arena.hdr->clock == SHMLOG_CLOCK_TSC ? "tsc" : "realtime");
+    jl_u64("lane_mib", e.arena.lane_size >> 20);
+    jl_s("clock", e.arena.clock == SHMLOG_CLOCK_TSC ? "tsc" : "realtime");
     load_report(&load);
     jl_end();
 

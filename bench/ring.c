@@ -111,7 +111,7 @@ struct cons_lane {
 static void *consumer_main(void *arg)
 {
     struct ring_bench *rb = arg;
-    uint32_t n = rb->arena.hdr->lane_count;
+    uint32_t n = rb->arena.lane_count;
     struct cons_lane *cl = calloc(n, sizeof *cl);
     if (!cl) {
         rb->consumer_err = -ENOMEM;
@@ -424,7 +424,7 @@ static int ring_scenario(const struct bench_opts *o, const char *name, int nprod
     jl_u64("dropped", dropped);
     jl_u64("dropped_in_warmup", rb->dropped_warmup);
     jl_u64("lane_mib", RING_LANE_SIZE >> 20);
-    jl_s("clock", rb->arena.hdr->clock == SHMLOG_CLOCK_TSC ? "tsc" : "realtime");
+    jl_s("clock", rb->arena.clock == SHMLOG_CLOCK_TSC ? "tsc" : "realtime");
     bool niced = true;
     for (int i = 0; i < nprod; i++)
         niced &= !rb->prod[i].nice_failed;

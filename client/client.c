@@ -102,7 +102,7 @@ int st_open(st_client **out, const st_options *opts)
         free(c);
         return r;
     }
-    c->clock = c->arena.hdr->clock;
+    c->clock = c->arena.clock;
 #if !defined(__x86_64__) && !defined(__i386__)
     if (c->clock == SHMLOG_CLOCK_TSC) {
         shmlog_arena_close(&c->arena);

@@ -121,6 +121,11 @@ static int arena_map(struct shmlog_arena *a, int fd, const char *path)
     }
     a->hdr = m;
     a->base = m;
+    const struct shmlog_arena_hdr *h = m;
+    a->lane_count = h->lane_count;
+    a->lane_size = h->lane_size;
+    a->clock = h->clock;
+    a->spill_quota = h->spill_quota;
     a->size = (size_t)st.st_size;
     a->fd = fd;
     a->file_uid = st.st_uid;

@@ -11,7 +11,7 @@ void shmlog_cursor_init(struct shmlog_cursor *c, const struct shmlog_arena *a, u
 {
     c->ctl = shmlog_lane_ctl(a, lane);
     c->data = shmlog_lane_data(a, lane);
-    c->mask = a->hdr->lane_size - 1;
+    c->mask = a->lane_size - 1;
     c->pos = pos;
 }
 
@@ -68,6 +68,9 @@ void shmlog_release(struct shmlog_cursor *c, uint64_t upto)
     uint64_t head = atomic_load_explicit(&c->ctl->head, memory_order_relaxed);
     if (upto <= head)
         return;
+    /* head lives in memory the producer can write: never zero more than one lap for it. */
+    if (upto - head > c->mask + 1)
+        head = upto - (c->mask + 1);
     zero_range(c->data, c->mask, head, upto);
     atomic_store_explicit(&c->ctl->head, upto, memory_order_release);
 }
@@ -88,7 +91,7 @@ int shmlog_lane_free(const struct shmlog_arena *a, uint32_t lane, uint64_t obser
                                                  memory_order_acq_rel, memory_order_relaxed))
         return -EAGAIN;
     uint8_t *data = shmlog_lane_data(a, lane);
-    size_t size = a->hdr->lane_size;
+    size_t size = a->lane_size;
     /* Give the pages back to the system (tmpfs reads holes as zeros); memset where it can't. */
     if (madvise(data, size, MADV_REMOVE) != 0)
         memset(data, 0, size);

@@ -18,7 +18,7 @@ static void producer_bind(struct shmlog_producer *p, const struct shmlog_arena *
     p->lane = lane;
     p->ctl = ctl;
     p->data = shmlog_lane_data(a, lane);
-    p->size = a->hdr->lane_size;
+    p->size = a->lane_size;
     p->mask = p->size - 1;
     p->gen = atomic_load_explicit(&ctl->generation, memory_order_acquire);
     uint64_t head = atomic_load_explicit(&ctl->head, memory_order_acquire);
@@ -34,7 +34,7 @@ int shmlog_producer_claim(struct shmlog_producer *p, const struct shmlog_arena *
                           uint64_t pid_start)
 {
     uint64_t pid = (uint64_t)(uint32_t)getpid();
-    uint32_t n = a->hdr->lane_count;
+    uint32_t n = a->lane_count;
 
     /* A closed lane of our own process continues where it stopped. */
     for (uint32_t i = 0; i < n; i++) {
@@ -148,7 +148,7 @@ static int spill_write(struct shmlog_producer *p, uint8_t type, uint8_t flags, u
                        const void *body, uint32_t body_len, uint32_t len)
 {
     uint64_t total = sizeof(struct shmlog_spill_hdr) + len;
-    if (p->spill_bytes + total > p->arena->hdr->spill_quota)
+    if (p->spill_bytes + total > p->arena->spill_quota)
         return -EDQUOT;
     if (p->spill_fd < 0) {
         int r = spill_open(p);

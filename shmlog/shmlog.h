@@ -129,6 +129,13 @@ struct shmlog_geometry {
 
 struct shmlog_arena {
     struct shmlog_arena_hdr *hdr;
+    /* The geometry as validated at open, copied out of the shared header: the header stays
+     * writable by every producer, and a consumer that re-read it could be made to index past
+     * its own arrays. Use these, never hdr's. */
+    uint32_t lane_count;
+    uint32_t clock;
+    uint64_t lane_size;
+    uint64_t spill_quota;
     uint8_t *base;
     size_t size;
     int fd;
@@ -152,13 +159,13 @@ const char *shmlog_strerror(int err);
 
 static inline struct shmlog_lane_ctl *shmlog_lane_ctl(const struct shmlog_arena *a, uint32_t i)
 {
-    return (struct shmlog_lane_ctl *)(a->base + a->hdr->hdr_size + (size_t)i * a->hdr->ctl_size);
+    return (struct shmlog_lane_ctl *)(a->base + SHMLOG_HDR_SIZE + (size_t)i * SHMLOG_CTL_SIZE);
 }
 static inline uint8_t *shmlog_lane_data(const struct shmlog_arena *a, uint32_t i)
 {
-    size_t ctl_bytes = (size_t)a->hdr->lane_count * a->hdr->ctl_size;
-    size_t first = (a->hdr->hdr_size + ctl_bytes + 4095) & ~(size_t)4095;
-    return a->base + first + (size_t)i * a->hdr->lane_size;
+    size_t ctl_bytes = (size_t)a->lane_count * SHMLOG_CTL_SIZE;
+    size_t first = (SHMLOG_HDR_SIZE + ctl_bytes + 4095) & ~(size_t)4095;
+    return a->base + first + (size_t)i * a->lane_size;
 }
 /* The spill file of lane i in generation gen: "<arena path>.<i>.<gen>.spill". */
 int shmlog_spill_path(const struct shmlog_arena *a, uint32_t lane, uint32_t gen, char *buf,
@@ -251,8 +258,9 @@ int shmlog_peek(const struct shmlog_cursor *c, const struct shmlog_rec **rec);
 /* Same, for a record being written: its claimed length, to skip it once its producer died. */
 int32_t shmlog_peek_inprogress_len(const struct shmlog_cursor *c);
 
-/* Hands [ctl->head, upto) back to the producer: zeroes it, then publishes head = upto. Call
- * it only after the records up to upto are committed in the consumer's store. */
+/* Hands [ctl->head, upto) back to the producer: zeroes it (at most one lap, whatever head
+ * says), then publishes head = upto. Call it only after the records up to upto are committed
+ * in the consumer's store; calling it again with the same upto does nothing. */
 void shmlog_release(struct shmlog_cursor *c, uint64_t upto);
 
 /* Frees a closed lane whose records are all committed: claims it from the owner word seen as

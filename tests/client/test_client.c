@@ -182,7 +182,7 @@ static void read_ring(struct seen *sn)
     assert_int_equal(shmlog_arena_open(&a, p, 0, NULL), 0);
     struct decoder d;
     decode_init(&d);
-    for (uint32_t l = 0; l < a.hdr->lane_count; l++) {
+    for (uint32_t l = 0; l < a.lane_count; l++) {
         if (!atomic_load(&shmlog_lane_ctl(&a, l)->owner))
             continue;
         sn->lanes_used++;

@@ -17,6 +17,7 @@
 #include <sidetrack.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,6 +334,74 @@ static void agent_killed_mid_stream_loses_and_duplicates_nothing(void **state)
     scratch_remove(&s);
 }
 
+struct reopen_ctx {
+    st_run *run;
+    const char *key, *value;
+};
+
+static void *log_one_param(void *arg)
+{
+    struct reopen_ctx *x = arg;
+    st_log_param(x->run, x->key, x->value);
+    return NULL; /* the thread's exit closes its lane */
+}
+
+static void a_lane_reopened_after_the_agent_died_before_freeing_it_loses_nothing(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "reopen");
+    setenv("SIDETRACK_AGENT_CRASH_AT", "before-free", 1);
+    pid_t agent = agent_start(&s, NULL);
+    unsetenv("SIDETRACK_AGENT_CRASH_AT");
+    int go[2], idp[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(idp), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(go[1]);
+        close(idp[0]);
+        st_client *c;
+        st_run *run;
+        if (st_open(&c, NULL) < 0 || st_run_start(c, "e2e", "reopen", &run) < 0)
+            _exit(10);
+        if (write(idp[1], st_run_id(run), 33) != 33)
+            _exit(11);
+        pthread_t th;
+        struct reopen_ctx first = {run, "first", "1"}, second = {run, "second", "2"};
+        pthread_create(&th, NULL, log_one_param, &first);
+        pthread_join(th, NULL);
+        char b;
+        if (read(go[0], &b, 1) != 1) /* the agent drained that lane and died before freeing */
+            _exit(12);
+        pthread_create(&th, NULL, log_one_param, &second); /* reopens the same closed lane */
+        pthread_join(th, NULL);
+        st_run_end(run, ST_RUN_FINISHED);
+        st_close(c);
+        _exit(0);
+    }
+    close(go[0]);
+    close(idp[1]);
+    char run[33];
+    read_run_id(idp[0], run);
+    int st = wait_for(agent, 30000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 137);
+    assert_int_equal(write(go[1], "x", 1), 1);
+    close(go[1]);
+    producer_wait_ok(pid);
+    agent = agent_start(&s, NULL);
+    assert_int_equal(agent_stop(&s, agent), 0);
+    char *out;
+    const char *show[] = {"runs", "show", run, "--json", NULL};
+    assert_int_equal(cli_run(&s, &out, show), 0);
+    assert_non_null(strstr(out, "\"first\""));
+    if (!strstr(out, "\"second\""))
+        fail_msg("the param logged into the reopened lane was lost:\n%s", out);
+    free(out);
+    scratch_remove(&s);
+}
+
 static void a_second_agent_on_the_same_store_is_refused(void **state)
 {
     (void)state;
@@ -356,6 +425,7 @@ int main(void)
         cmocka_unit_test(records_logged_before_the_agent_starts_are_stored),
         cmocka_unit_test(params_spilled_from_a_full_lane_reach_the_store),
         cmocka_unit_test(agent_killed_mid_stream_loses_and_duplicates_nothing),
+        cmocka_unit_test(a_lane_reopened_after_the_agent_died_before_freeing_it_loses_nothing),
         cmocka_unit_test(a_second_agent_on_the_same_store_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

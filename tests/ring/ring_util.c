@@ -222,7 +222,7 @@ int drain_lane(struct drain *d, struct shmlog_cursor *c, int batch, int *last)
 
 bool drain_all(struct drain *d, const struct shmlog_arena *a, uint64_t want, double stuck_s)
 {
-    uint32_t lanes = a->hdr->lane_count;
+    uint32_t lanes = a->lane_count;
     struct shmlog_cursor *cur = calloc(lanes, sizeof *cur);
     if (!cur) {
         snprintf(d->error, sizeof d->error, "out of memory");
