@@ -43,7 +43,13 @@ static __thread struct {
     struct st_lane *lane;
     uint64_t client_id;
     uint32_t fork_gen;
+    uint64_t failed_client; /* the client for which this thread found no free lane ... */
+    uint32_t retry_in;      /* ... and how many calls to let pass before trying again */
 } tls __attribute__((tls_model("initial-exec")));
+
+/* With every lane taken, a thread retries a claim only every this many calls: a claim takes
+ * the process's mutex and scans the lane table, which has no place in a training loop. */
+#define ST_LANE_RETRY_CALLS 4096
 
 static void lane_close(st_client *c, struct st_lane *l);
 
@@ -200,6 +206,11 @@ struct st_lane *st__lane_get_slow(st_client *c)
     struct st_lane *l = pthread_getspecific(c->tls_key);
     if (l && l->fork_gen != gen)
         l = NULL; /* inherited across fork(): the parent's lane, not ours */
+    if (!l && tls.failed_client == c->id && tls.retry_in > 0) {
+        tls.retry_in--;
+        atomic_fetch_add_explicit(&c->no_lane, 1, memory_order_relaxed);
+        return NULL;
+    }
     if (!l) {
         pthread_mutex_lock(&st_mu);
         pid_t pid = getpid();
@@ -220,11 +231,15 @@ struct st_lane *st__lane_get_slow(st_client *c)
             l->next = c->lanes;
             c->lanes = l;
         } else {
-            c->no_lane++;
+            atomic_fetch_add_explicit(&c->no_lane, 1, memory_order_relaxed);
         }
         pthread_mutex_unlock(&st_mu);
-        if (!l)
+        if (!l) {
+            tls.failed_client = c->id;
+            tls.retry_in = ST_LANE_RETRY_CALLS;
             return NULL;
+        }
+        tls.failed_client = 0;
         pthread_setspecific(c->tls_key, l);
     }
     tls.lane = l;
@@ -674,7 +689,7 @@ int st_stats_get(st_client *c, st_stats *s)
     s->dropped_metrics = sum[ST_CNT_DROPPED];
     s->spilled_records = sum[ST_CNT_SPILLED];
     s->lost_records = sum[ST_CNT_LOST];
-    s->no_lane = c->no_lane;
+    s->no_lane = atomic_load_explicit(&c->no_lane, memory_order_relaxed);
     pthread_mutex_unlock(&st_mu);
     return 0;
 }

@@ -46,7 +46,7 @@ struct st_client {
     uint32_t key_cap;
     _Atomic uint32_t key_count;
     uint32_t next_run_slot;
-    uint64_t no_lane;
+    _Atomic uint64_t no_lane;
     uint64_t closed[ST_CNT_N]; /* counted in lanes this process has closed since */
     char ring_dir[4096];
 };

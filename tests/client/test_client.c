@@ -403,6 +403,33 @@ static void drops_of_an_exited_thread_stay_counted(void **state)
     st_close(c);
 }
 
+static void *log_once_without_a_lane(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10000; i++)
+        assert_int_equal(st_log_metric(drop_run, drop_key, 1.0, i), 0); /* never an error */
+    return NULL;
+}
+
+static void with_every_lane_taken_calls_are_counted_not_failed(void **state)
+{
+    (void)state;
+    fresh_ring();
+    st_options o = {.lane_size = 64u << 10, .lanes = 1};
+    st_client *c;
+    assert_int_equal(st_open(&c, &o), 0);
+    assert_int_equal(st_run_start(c, "exp", NULL, &drop_run), 0); /* the only lane */
+    assert_int_equal(st_key_intern(c, "m", &drop_key), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, log_once_without_a_lane, NULL), 0);
+    pthread_join(th, NULL);
+    st_stats s;
+    assert_int_equal(st_stats_get(c, &s), 0);
+    assert_int_equal(s.no_lane, 10000);
+    st_run_end(drop_run, ST_RUN_FINISHED);
+    st_close(c);
+}
+
 static void a_foreign_file_at_the_ring_path_is_refused(void **state)
 {
     (void)state;
@@ -433,6 +460,7 @@ int main(void)
         cmocka_unit_test(a_forked_child_logs_into_a_lane_of_its_own),
         cmocka_unit_test(a_full_lane_drops_metrics_and_counts_them),
         cmocka_unit_test(drops_of_an_exited_thread_stay_counted),
+        cmocka_unit_test(with_every_lane_taken_calls_are_counted_not_failed),
         cmocka_unit_test(a_foreign_file_at_the_ring_path_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
