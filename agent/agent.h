@@ -16,6 +16,7 @@ struct agent_options {
     uint32_t fsync_interval_ms; /* 0: fsync every commit */
     uint32_t batch_records;    /* most records in one LMDB transaction */
     uint32_t idle_sleep_ms;    /* longest sleep when every lane is empty */
+    uint32_t map_size_mib;     /* initial map of a new store; 0: the store's default */
     bool verbose;
 };
 

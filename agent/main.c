@@ -43,6 +43,8 @@ static void usage(FILE *f)
             "                           or kernel crash can lose up to the last MS of records.\n"
             "  -b, --batch N            most records in one store transaction (default 262144)\n"
             "  -i, --idle-sleep MS      longest sleep when the rings are empty (default 20)\n"
+            "  -m, --map-size MIB       initial LMDB map size of a new store (default 1024);\n"
+            "                           the map grows by itself when it fills\n"
             "  -v, --verbose            say which rings are drained\n"
             "  -h, --help               show this help\n"
             "      --version            show the version\n"
@@ -82,13 +84,14 @@ int main(int argc, char **argv)
         {"fsync-interval", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},
         {"idle-sleep", required_argument, NULL, 'i'},
+        {"map-size", required_argument, NULL, 'm'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "d:r:f:b:i:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'd':
             opt.data_dir = optarg;
@@ -110,6 +113,10 @@ int main(int argc, char **argv)
             break;
         case 'i':
             if (parse_u32(optarg, "--idle-sleep", 10000, &opt.idle_sleep_ms) < 0)
+                return 2;
+            break;
+        case 'm':
+            if (parse_u32(optarg, "--map-size", 1u << 24, &opt.map_size_mib) < 0)
                 return 2;
             break;
         case 'v':
