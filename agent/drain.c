@@ -415,12 +415,32 @@ static int apply_artifact(struct agent *a, struct store_txn *t, const struct are
     return push_spool(d->value);
 }
 
+/* Invariant 4: a producer writes only to runs of its own uid, as the kernel reports it (the
+ * ring file's owner), whatever run id its records name. Returns 0, 1 (refused and said), or a
+ * store error. */
+static int claim_run(struct store_txn *t, const struct arena_state *as, const uint8_t run[16])
+{
+    int r = store_run_claim(t, run, (uint32_t)as->arena.file_uid);
+    if (r != -EPERM)
+        return r;
+    char hex[33];
+    store_run_id_hex(run, hex);
+    struct store_run owner;
+    unsigned owner_uid = store_run_get(t, run, &owner) == 0 ? owner.uid : 0;
+    agent_log("warning", "%s (uid %u): records for run %s refused: that run belongs to uid %u",
+              as->arena.path, (unsigned)as->arena.file_uid, hex, owner_uid);
+    return 1;
+}
+
 static int apply_run_start(struct agent *a, struct store_txn *t, const struct arena_state *as,
                            const struct lane_state *ls, const struct decoded *d)
 {
     struct store_run run = {0};
     memcpy(run.id, d->run_id, 16);
-    int r = store_experiment_ensure(t, d->experiment, (int64_t)(agent_now_ns() / 1000000),
+    int r = claim_run(t, as, run.id);
+    if (r != 0)
+        return r;
+    r = store_experiment_ensure(t, d->experiment, (int64_t)(agent_now_ns() / 1000000),
                                     &run.experiment_id);
     if (r < 0)
         return r;
@@ -505,6 +525,8 @@ static int handle_record(struct agent *a, struct store_txn *t, struct arena_stat
             return 1;
         return store_lane_dict_put(t, ls->id, 'k', d.slot, d.key, strlen(d.key));
     case WIRE_RUNDEF:
+        if ((r = claim_run(t, as, d.run_id)) != 0)
+            return r; /* refused: the slot stays unknown, so its records are skipped */
         if (dict_set_run(ls, d.slot, d.run_id) < 0)
             return 1;
         return store_lane_dict_put(t, ls->id, 'r', d.slot, d.run_id, 16);

@@ -104,9 +104,18 @@ int st_open(st_client **out, const st_options *opts)
     if (clk && !strcmp(clk, "realtime"))
         geo.clock = SHMLOG_CLOCK_REALTIME;
     r = shmlog_arena_open(&c->arena, path, SHMLOG_CREATE, &geo);
+    struct stat st;
+    if (r == -EACCES && stat(path, &st) == 0 && st.st_uid != getuid())
+        r = ST_ERINGOWNER; /* a file in our name that another user made */
     if (r < 0) {
         free(c);
         return r;
+    }
+    if (c->arena.file_uid != getuid()) {
+        /* Someone else created the file under our name: our records would be theirs. */
+        shmlog_arena_close(&c->arena);
+        free(c);
+        return ST_ERINGOWNER;
     }
     c->clock = c->arena.clock;
 #if !defined(__x86_64__) && !defined(__i386__)
@@ -710,6 +719,10 @@ const char *st_strerror(int err)
         return "invalid artifact path: a relative, normalised path without '..'";
     case ST_EENDED:
         return "the run has already ended";
+    case ST_ERINGOWNER:
+        return "the ring file in your name belongs to another user (it would see and own your "
+               "records): have it removed from the ring directory, or use another "
+               "SIDETRACK_RING_DIR";
     case -EPROTO:
     case -EPROTONOSUPPORT:
     case -EBADMSG:

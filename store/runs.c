@@ -203,6 +203,23 @@ int store_run_touch(struct store_txn *t, const uint8_t id[16])
     return row_put(t, &row);
 }
 
+int store_run_claim(struct store_txn *t, const uint8_t id[16], uint32_t uid)
+{
+    int rc = st_writable(t);
+    if (rc)
+        return rc;
+    struct run_row row;
+    rc = row_get(t, id, &row);
+    if (rc == -ENOENT) {
+        placeholder(&row, id);
+        row.r.uid = uid;
+        return row_put(t, &row);
+    }
+    if (rc)
+        return rc;
+    return row.r.uid == uid ? 0 : -EPERM;
+}
+
 int store_run_get(struct store_txn *t, const uint8_t id[16], struct store_run *out)
 {
     struct run_row row;

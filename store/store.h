@@ -115,6 +115,10 @@ int store_run_start(struct store_txn *t, const struct store_run *r);
 int store_run_end(struct store_txn *t, const uint8_t id[16], int status, int64_t end_ms);
 /* Makes sure a run row exists (placeholder RUNNING, experiment 0) before data is attached. */
 int store_run_touch(struct store_txn *t, const uint8_t id[16]);
+/* Checks that a run belongs to uid before a producer of that uid may write to it: 0 when it
+ * does, or when it did not exist (it is then created as uid's placeholder); -EPERM when
+ * another uid owns it. The agent calls it before it accepts any record for a run id. */
+int store_run_claim(struct store_txn *t, const uint8_t id[16], uint32_t uid);
 int store_run_get(struct store_txn *t, const uint8_t id[16], struct store_run *out);
 /* Runs in id order. */
 int store_run_foreach(struct store_txn *t, int (*cb)(const struct store_run *r, void *arg),

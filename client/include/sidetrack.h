@@ -61,6 +61,8 @@ extern "C" {
 #define ST_EPATH (-3004)
 /** The run has already ended. */
 #define ST_EENDED (-3005)
+/** The ring file named for this user belongs to another user (st_open() refuses it). */
+#define ST_ERINGOWNER (-3006)
 /** @} */
 
 /** Limits, MLflow's. */
@@ -111,7 +113,8 @@ typedef struct st_stats {
  * @param[out] client the new handle; release it with st_close().
  * @param[in] opts NULL for defaults.
  * @return 0, or: -EPROTO (a foreign file is where the ring should be), -EPROTONOSUPPORT (a ring
- * of another layout version), -EBADMSG (a corrupted ring), -EACCES, -ENOMEM, ...
+ * of another layout version), -EBADMSG (a corrupted ring), ST_ERINGOWNER (the ring file in
+ * this user's name belongs to someone else), -EACCES, -ENOMEM, ...
  * The agent need not be running: records wait in the ring until it starts. */
 int st_open(st_client **client, const st_options *opts);
 

@@ -153,7 +153,7 @@ static void values_and_names_are_bounded(void **state)
 static void every_error_code_has_a_sentence(void **state)
 {
     (void)state;
-    int codes[] = {ST_EKEY, ST_EVALUE, ST_ENAME, ST_EPATH, ST_EENDED, -EPROTO,
+    int codes[] = {ST_EKEY, ST_EVALUE, ST_ENAME, ST_EPATH, ST_EENDED, ST_ERINGOWNER, -EPROTO,
                    -EPROTONOSUPPORT, -EBADMSG, -EBUSY, -EINVAL, -ENOENT};
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
         const char *s = st_strerror(codes[i]);

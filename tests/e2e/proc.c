@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -56,6 +57,9 @@ static pid_t spawn(const char *const *argv, int out_fd)
     if (pid < 0)
         die("fork");
     if (pid == 0) {
+        /* A failing test must not leave an agent behind (it would hold the test's output
+         * pipes open, and meson would wait for it until the timeout). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (out_fd >= 0) {
             dup2(out_fd, 1);
             close(out_fd);
@@ -99,7 +103,7 @@ int wait_for(pid_t pid, int timeout_ms)
 }
 
 /* The agent writes its pid into DIR/agent.lock once its signal handlers are in place. */
-static void agent_wait_ready(const char *data, pid_t pid)
+void agent_wait_ready(const char *data, pid_t pid)
 {
     char path[512], buf[32];
     snprintf(path, sizeof path, "%s/agent.lock", data);

@@ -20,6 +20,9 @@ const char *bin_path(const char *rel, char *buf, size_t len);
 
 /* Starts sidetrackd on the scratch dirs with extra arguments (NULL-terminated). */
 pid_t agent_start(const struct scratch *s, const char *const *extra);
+/* Returns once the agent has its store, ring directory and signal handlers in place (its pid
+ * is in DIR/agent.lock), or has exited. */
+void agent_wait_ready(const char *data, pid_t pid);
 /* Waits until the agent is up, sends SIGTERM and waits: returns the exit status (0 = drained
  * and stopped cleanly), -1 if it died of a signal or hung. */
 int agent_stop_in(const char *data, pid_t pid);
