@@ -183,6 +183,19 @@ static void run_touch_makes_a_placeholder_that_start_fills_in(void **state)
     assert_int_equal(store_commit(t), 0);
 }
 
+static void run_claim_gives_a_run_to_the_first_uid_only(void **state)
+{
+    struct fx *f = *state;
+    struct store_run r = sample_run(0x21), g;
+    struct store_txn *t = wtxn(f);
+    assert_int_equal(store_run_claim(t, r.id, 1001), 0);      /* new: a placeholder of 1001 */
+    assert_int_equal(store_run_get(t, r.id, &g), 0);
+    assert_int_equal(g.uid, 1001);
+    assert_int_equal(store_run_claim(t, r.id, 1001), 0);      /* the owner again */
+    assert_int_equal(store_run_claim(t, r.id, 1002), -EPERM); /* anyone else */
+    assert_int_equal(store_commit(t), 0);
+}
+
 static void run_end_before_start_keeps_the_end(void **state)
 {
     struct fx *f = *state;
@@ -406,6 +419,7 @@ int main(void)
         FX_TEST(run_restart_after_end_runs_again),
         FX_TEST(run_foreach_lists_in_id_order_and_stops_on_request),
         cmocka_unit_test(run_id_hex_and_parse_round_trip),
+        FX_TEST(run_claim_gives_a_run_to_the_first_uid_only),
         FX_TEST(run_resolve_finds_unique_prefix_and_rejects_the_rest),
         FX_TEST(param_put_is_write_once),
         FX_TEST(tag_set_last_write_wins),
