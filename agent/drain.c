@@ -26,6 +26,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -855,6 +856,13 @@ fail:
     series_clear(a);
     decode_reset(&a->dec);
     pass_rollback(a);
+    /* LMDB reports a write cut short by a full disk as EIO: name the real cause. */
+    if (r == -EIO) {
+        struct statvfs vfs;
+        if (statvfs(a->opt.data_dir, &vfs) == 0 &&
+            (uint64_t)vfs.f_bavail * vfs.f_bsize < (4ull << 20))
+            r = -ENOSPC;
+    }
     if (r == -ENOSPC && store_map_full(a->store)) {
         int g = store_grow(a->store);
         if (g == 0) {

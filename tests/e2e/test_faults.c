@@ -1,0 +1,167 @@
+/* test_faults.c — storage faults (invariant 6): the LMDB map fills up, the disk fills up.
+ * The agent must grow the map and go on; on a full disk it must stop consuming (records wait
+ * in the ring), keep retrying, and resume by itself when space returns, with nothing lost or
+ * corrupted. The full disk is a size-limited tmpfs mounted over the store (the test runs as
+ * root; where mounting is not allowed the test is skipped and says so). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "proc.h"
+
+#include <sidetrack.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double value_of(long i) { return (double)i * 0.125 + 1.0 / (double)(i + 5); }
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* A producer of points values of "m0" (paced at per_second), plus a param; the run id goes
+ * to the pipe first. Exits 3 if anything was dropped or lost. */
+static pid_t producer(long points, long per_second, int wfd)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+    st_options o = {.lane_size = 128u << 20};
+    st_client *c;
+    st_run *run;
+    st_key k;
+    if (st_open(&c, &o) < 0 || st_run_start(c, "faults", NULL, &run) < 0 ||
+        st_key_intern(c, "m0", &k) < 0)
+        _exit(10);
+    if (write(wfd, st_run_id(run), 33) != 33)
+        _exit(11);
+    st_log_param(run, "before", "full");
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < points; i++) {
+        st_log_metric(run, k, value_of(i), i);
+        if (per_second && (i & 1023) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+            double due = (double)i / (double)per_second;
+            if (due > el)
+                sleep_ms((long)((due - el) * 1000) + 1);
+        }
+    }
+    st_log_param(run, "after", "full");
+    st_stats s;
+    st_stats_get(c, &s);
+    st_run_end(run, ST_RUN_FINISHED);
+    st_close(c);
+    _exit(s.dropped_metrics || s.lost_records ? 3 : 0);
+}
+
+static void expect_exact(const struct scratch *s, const char *run, long points)
+{
+    char *out;
+    const char *args[] = {"metrics", run, "m0", "--format", "csv", NULL};
+    assert_int_equal(cli_run(s, &out, args), 0);
+    char *save, *line = strtok_r(out, "\n", &save);
+    long n = 0;
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        long step;
+        long long ts;
+        double v;
+        if (sscanf(line, "%ld,%lld,%lf", &step, &ts, &v) != 3 || step != n || v != value_of(n))
+            fail_msg("point %ld reads '%s'", n, line);
+        n++;
+    }
+    if (n != points)
+        fail_msg("%ld points stored, %ld logged", n, points);
+    free(out);
+    const char *show[] = {"runs", "show", run, "--json", NULL};
+    assert_int_equal(cli_run(s, &out, show), 0);
+    assert_non_null(strstr(out, "\"before\""));
+    assert_non_null(strstr(out, "\"after\""));
+    assert_non_null(strstr(out, "FINISHED"));
+    free(out);
+}
+
+static void a_full_map_is_grown_and_nothing_is_lost(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "mapfull");
+    long points = 2000000; /* ~16 MB of blocks into a 1 MiB map: several growths */
+    const char *extra[] = {"--map-size", "1", NULL};
+    pid_t agent = agent_start(&s, extra);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t prod = producer(points, 0, p[1]);
+    close(p[1]);
+    char run[33];
+    assert_int_equal(read(p[0], run, 33), 33);
+    close(p[0]);
+    int st = wait_for(prod, 120000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
+    expect_exact(&s, run, points);
+    scratch_remove(&s);
+}
+
+static void a_full_disk_stops_the_drain_until_space_returns(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "diskfull");
+    if (mount("tmpfs", s.data, "tmpfs", 0, "size=3m") != 0) {
+        scratch_remove(&s);
+        skip(); /* not allowed to mount here */
+    }
+    long points = 1500000; /* ~12 MB of blocks: it cannot fit in 3 MB */
+    const char *extra[] = {"--map-size", "64", NULL};
+    pid_t agent = agent_start(&s, extra);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t prod = producer(points, 1000000, p[1]);
+    close(p[1]);
+    char run[33];
+    assert_int_equal(read(p[0], run, 33), 33);
+    close(p[0]);
+    /* Let the disk fill and the agent hit it a few times; the ring (128 MiB) holds the rest. */
+    for (int i = 0; i < 300; i++) {
+        struct statvfs vfs;
+        if (statvfs(s.data, &vfs) == 0 && vfs.f_bavail * vfs.f_bsize < 64 * 1024)
+            break;
+        sleep_ms(10);
+    }
+    sleep_ms(2500);
+    int st;
+    assert_int_equal(waitpid(agent, &st, WNOHANG), 0); /* still alive, not crashed */
+    /* Space returns: the agent must resume by itself. */
+    assert_int_equal(mount("tmpfs", s.data, "tmpfs", MS_REMOUNT, "size=256m"), 0);
+    st = wait_for(prod, 120000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
+    expect_exact(&s, run, points);
+    if (umount(s.data) != 0)
+        fail_msg("umount %s failed", s.data);
+    scratch_remove(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_full_map_is_grown_and_nothing_is_lost),
+        cmocka_unit_test(a_full_disk_stops_the_drain_until_space_returns),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
