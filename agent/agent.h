@@ -94,6 +94,10 @@ struct agent {
     char spool_dir[4096];
     int lock_fd;
     char last_error[512];
+    /* status.c: what `sidetrack status` shows; main.c keeps these up to date */
+    const char *version;
+    uint64_t start_ns, last_commit_ns, last_error_ns, last_status_ns;
+    uint32_t last_pass_records; /* == opt.batch_records: the last pass left records behind */
 };
 
 int agent_init(struct agent *a, const struct agent_options *opt, char *err, size_t errlen);
@@ -109,6 +113,10 @@ void agent_maybe_scan(struct agent *a);
 /* fsyncs the store when the durability window has passed (or always with force). */
 int agent_maybe_sync(struct agent *a, bool force);
 uint64_t agent_now_ns(void);
+
+/* status.c: writes DATA/agent.status (JSON, replaced atomically) for `sidetrack status`;
+ * stopped marks a clean exit. Failures are ignored: the status is a courtesy, not data. */
+void agent_status_write(struct agent *a, bool stopped);
 
 /* tsc.c */
 void tsc_calibrate(struct agent *a);

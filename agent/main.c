@@ -4,6 +4,7 @@
  * one LMDB transaction. It sleeps only when a pass found nothing (1 ms, doubling up to
  * --idle-sleep), so a busy node is drained continuously and an idle one costs little.
  * SIGTERM and SIGINT end it after a last drain and an fsync: exit status 0.
+ * Once a second it publishes its state in DATA/agent.status (status.c) for `sidetrack status`.
  */
 #include "agent.h"
 
@@ -159,12 +160,24 @@ int main(int argc, char **argv)
               opt.data_dir, opt.fsync_interval_ms ? "every " : "on every commit, ",
               opt.fsync_interval_ms, opt.batch_records);
 
+    a.version = SIDETRACK_VERSION;
+    a.start_ns = agent_now_ns();
+    agent_status_write(&a, false);
+
     uint32_t sleep_ms = 1;
     int last_err = 0;
     while (!stop_requested) {
         agent_maybe_scan(&a);
+        uint64_t commits = a.commits;
         int r = agent_drain_pass(&a);
+        uint64_t now = agent_now_ns();
+        if (a.commits != commits)
+            a.last_commit_ns = now;
+        a.last_pass_records = r > 0 ? (uint32_t)r : 0;
+        if (now - a.last_status_ns >= 1000000000ull)
+            agent_status_write(&a, false); /* `sidetrack status` reads it */
         if (r < 0 && r != -EAGAIN) {
+            a.last_error_ns = now; /* drain.c wrote last_error */
             if (r != last_err)
                 agent_log("error", "store write failed: %s; records stay in the rings and are "
                                    "retried every second",
@@ -179,8 +192,12 @@ int main(int argc, char **argv)
             last_err = 0;
         }
         int s = agent_maybe_sync(&a, false);
-        if (s < 0)
+        if (s < 0) {
             agent_log("error", "fsync of the store failed: %s", store_strerror(s));
+            snprintf(a.last_error, sizeof a.last_error, "fsync of the store failed: %s",
+                     store_strerror(s));
+            a.last_error_ns = agent_now_ns();
+        }
         if (r > 0) {
             sleep_ms = 1;
             continue;
@@ -200,6 +217,7 @@ int main(int argc, char **argv)
             break;
     }
     int s = agent_maybe_sync(&a, true);
+    agent_status_write(&a, true); /* "stopped", with when it was last seen */
     agent_log("info", "stopped after storing %llu records in %llu commits",
               (unsigned long long)a.records_total, (unsigned long long)a.commits);
     agent_fini(&a);

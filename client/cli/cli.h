@@ -53,6 +53,7 @@ int cmd_runs_list(struct cli *c, int argc, char **argv);
 int cmd_runs_show(struct cli *c, int argc, char **argv);
 int cmd_metrics(struct cli *c, int argc, char **argv);
 int cmd_artifacts(struct cli *c, int argc, char **argv);
+int cmd_status(struct cli *c, int argc, char **argv);
 
 /* Shared by `runs list` and `runs show` (cmd_runs.c): the run's fields as MLflow's RunInfo
  * names them (experiment_id a string, times in ms, end_time null while running). */

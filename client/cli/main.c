@@ -40,6 +40,7 @@ static const struct command commands[] = {
     {"runs", cmd_runs},
     {"metrics", cmd_metrics},
     {"artifacts", cmd_artifacts},
+    {"status", cmd_status},
     {0},
 };
 
@@ -57,6 +58,8 @@ static void usage(FILE *f)
           "  metrics RUN KEY [--format csv|json|table]     a metric's full history\n"
           "  artifacts RUN [--json]                        a run's artifacts and their files\n"
           "  artifacts RUN --get PATH [--out FILE]         copy an artifact's content out\n"
+          "  status [--json]                               is sidetrackd running and keeping\n"
+          "                                                up; the lanes of the rings\n"
           "\n"
           "Options:\n"
           "  -d, --data DIR  the store's directory (default: $SIDETRACK_DATA, else\n"
