@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -708,6 +709,38 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
     return n;
 }
 
+/* ---- a ring cut short under the agent ----------------------------------------------------
+ * Ring files belong to their users, who can truncate them while the agent has them mapped:
+ * the next read of a page past the new end raises SIGBUS. The agent reads ring memory only in
+ * its own code between the points armed below (never inside LMDB), so it jumps back out of
+ * the handler, drops that ring (its unread records are lost; the user did it) and goes on. */
+static sigjmp_buf bus_env;
+static volatile sig_atomic_t bus_armed;
+
+static void on_sigbus(int sig)
+{
+    if (bus_armed)
+        siglongjmp(bus_env, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void arena_drop(struct agent *a, size_t k)
+{
+    struct arena_state *as = a->arenas[k];
+    agent_log("error", "ring %s was truncated or damaged while mapped (SIGBUS); dropped: what "
+                       "its producers had not yet stored is lost",
+              as->arena.path);
+    for (uint32_t i = 0; i < as->arena.lane_count; i++)
+        if (as->lanes[i].adopted)
+            lane_forget(&as->lanes[i]);
+    free(as->lanes);
+    shmlog_arena_close(&as->arena);
+    free(as);
+    memmove(&a->arenas[k], &a->arenas[k + 1], (a->narenas - k - 1) * sizeof *a->arenas);
+    a->narenas--;
+}
+
 /* ---- after the commit ------------------------------------------------------------------ */
 
 /* Crash points for the tests (SIDETRACK_AGENT_CRASH_AT=name): the agent dies there as if
@@ -727,7 +760,15 @@ static void crash_point(const char *name)
 static void lanes_committed(struct agent *a)
 {
     crash_point("after-commit");
+    volatile size_t bus_k = 0;
+    if (sigsetjmp(bus_env, 1)) {
+        bus_armed = 0;
+        arena_drop(a, bus_k); /* what it held is committed; only the hand-back failed */
+        return;
+    }
+    bus_armed = 1;
     for (size_t k = 0; k < a->narenas; k++) {
+        bus_k = k;
         struct arena_state *as = a->arenas[k];
         for (uint32_t i = 0; i < as->arena.lane_count; i++) {
             struct lane_state *ls = &as->lanes[i];
@@ -765,6 +806,7 @@ static void lanes_committed(struct agent *a)
             lane_forget(ls);
         }
     }
+    bus_armed = 0;
     for (size_t i = 0; i < pend.npaths; i++) {
         unlink(pend.paths[i]);
         free(pend.paths[i]);
@@ -786,6 +828,81 @@ static void pass_rollback(struct agent *a)
     pend.npaths = 0;
 }
 
+struct pass_acc {
+    uint32_t budget;
+    int total;
+    bool dirty;
+};
+
+/* Reads every lane of every ring into the pass (ring memory is touched here: see SIGBUS). */
+static int drain_arenas(struct agent *a, struct store_txn *t, struct pass_acc *acc,
+                        volatile size_t *bus_k)
+{
+    for (size_t k = 0; k < a->narenas; k++) {
+        *bus_k = k;
+        struct arena_state *as = a->arenas[k];
+        uint64_t now = agent_now_ns();
+        atomic_store_explicit(&as->arena.hdr->agent_heartbeat_ns, now, memory_order_relaxed);
+        for (uint32_t i = 0; i < as->arena.lane_count && acc->budget; i++) {
+            int r = drain_lane(a, t, as, i, &acc->budget);
+            if (r < 0)
+                return r;
+            acc->total += r;
+            acc->dirty |= as->lanes[i].dirty;
+        }
+    }
+    return 0;
+}
+
+/* Writes what a pass gathered, commits, and hands ring space back. Returns records stored,
+ * 0 when there was nothing to commit, or an error (*tp is NULL once the commit consumed it). */
+static int pass_finish(struct agent *a, struct store_txn **tp, const struct pass_acc *acc)
+{
+    struct store_txn *t = *tp;
+    int total = acc->total;
+    int r;
+    if (!acc->dirty) {
+        store_abort(t);
+        *tp = NULL;
+        series_clear(a);
+        decode_reset(&a->dec);
+        return 0;
+    }
+    uint64_t refused = 0;
+    if ((r = series_flush(a, t, &refused)) < 0)
+        return r;
+    if (refused && (r = store_counter_add(t, "points_refused", refused)) < 0)
+        return r;
+    for (size_t k = 0; k < a->narenas; k++) {
+        struct arena_state *as = a->arenas[k];
+        for (uint32_t i = 0; i < as->arena.lane_count; i++) {
+            struct lane_state *ls = &as->lanes[i];
+            if (!ls->adopted || !ls->dirty)
+                continue;
+            ls->rec.ring_pos = ls->cur.pos;
+            ls->rec.spill_pos = ls->spill_pos;
+            if ((r = store_lane_put(t, ls->id, &ls->rec)) < 0)
+                return r;
+        }
+    }
+    if (total && (r = store_counter_add(t, "records_in", (uint64_t)total)) < 0)
+        return r;
+    series_clear(a);
+    decode_reset(&a->dec);
+    r = store_commit(t);
+    *tp = NULL; /* freed by the commit, failed or not */
+    if (r < 0)
+        return r;
+    pend.nids = 0;
+    a->commits++;
+    a->records_total += (uint64_t)total;
+    a->unsynced = true;
+    if (a->opt.fsync_interval_ms == 0)
+        a->unsynced = false; /* the commit itself fsynced */
+    lanes_committed(a);
+    return total;
+}
+
 int agent_drain_pass(struct agent *a)
 {
     tsc_update(a);
@@ -796,61 +913,24 @@ int agent_drain_pass(struct agent *a)
     for (size_t i = 0; i < pend.nids; i++)
         if ((r = store_lane_delete(t, pend.dead_ids[i])) < 0 && r != -ENOENT)
             goto fail;
-    bool had_deletes = pend.nids > 0;
-    uint32_t budget = a->opt.batch_records;
-    int total = 0;
-    bool dirty = had_deletes;
-    for (size_t k = 0; k < a->narenas; k++) {
-        struct arena_state *as = a->arenas[k];
-        uint64_t now = agent_now_ns();
-        atomic_store_explicit(&as->arena.hdr->agent_heartbeat_ns, now, memory_order_relaxed);
-        for (uint32_t i = 0; i < as->arena.lane_count && budget; i++) {
-            r = drain_lane(a, t, as, i, &budget);
-            if (r < 0)
-                goto fail;
-            total += r;
-            dirty |= as->lanes[i].dirty;
-        }
-    }
-    if (!dirty) {
-        store_abort(t);
-        series_clear(a);
-        decode_reset(&a->dec);
-        return 0;
-    }
-    uint64_t refused = 0;
-    if ((r = series_flush(a, t, &refused)) < 0)
+    struct pass_acc acc = {.budget = a->opt.batch_records, .dirty = pend.nids > 0};
+    volatile size_t bus_k = 0;
+    if (sigsetjmp(bus_env, 1)) {
+        bus_armed = 0;
+        pass_rollback(a);
+        arena_drop(a, bus_k);
+        r = -EAGAIN; /* the pass is abandoned; the next one goes on without that ring */
         goto fail;
-    if (refused && (r = store_counter_add(t, "points_refused", refused)) < 0)
-        goto fail;
-    for (size_t k = 0; k < a->narenas; k++) {
-        struct arena_state *as = a->arenas[k];
-        for (uint32_t i = 0; i < as->arena.lane_count; i++) {
-            struct lane_state *ls = &as->lanes[i];
-            if (!ls->adopted || !ls->dirty)
-                continue;
-            ls->rec.ring_pos = ls->cur.pos;
-            ls->rec.spill_pos = ls->spill_pos;
-            if ((r = store_lane_put(t, ls->id, &ls->rec)) < 0)
-                goto fail;
-        }
     }
-    if (total && (r = store_counter_add(t, "records_in", (uint64_t)total)) < 0)
-        goto fail;
-    series_clear(a);
-    decode_reset(&a->dec);
-    r = store_commit(t);
-    t = NULL;
+    bus_armed = 1;
+    r = drain_arenas(a, t, &acc, &bus_k);
+    bus_armed = 0;
     if (r < 0)
         goto fail;
-    pend.nids = 0;
-    a->commits++;
-    a->records_total += (uint64_t)total;
-    a->unsynced = true;
-    if (a->opt.fsync_interval_ms == 0)
-        a->unsynced = false; /* the commit itself fsynced */
-    lanes_committed(a);
-    return total;
+    r = pass_finish(a, &t, &acc);
+    if (r >= 0)
+        return r;
+
 fail:
     store_abort(t);
     series_clear(a);
@@ -871,7 +951,8 @@ fail:
         }
         r = g;
     }
-    snprintf(a->last_error, sizeof a->last_error, "%s", store_strerror(r));
+    if (r != -EAGAIN)
+        snprintf(a->last_error, sizeof a->last_error, "%s", store_strerror(r));
     return r;
 }
 
@@ -1051,6 +1132,9 @@ int agent_init(struct agent *a, const struct agent_options *opt, char *err, size
         return -ENOMEM;
     decode_init(&a->dec);
     tsc_calibrate(a);
+    struct sigaction sa = {.sa_handler = on_sigbus};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
     a->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (a->inotify_fd >= 0 &&
         inotify_add_watch(a->inotify_fd, opt->ring_dir, IN_CREATE | IN_MOVED_TO) < 0) {

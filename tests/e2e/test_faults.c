@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "proc.h"
+#include "shmlog.h"
 
 #include <sidetrack.h>
 
@@ -157,11 +158,48 @@ static void a_full_disk_stops_the_drain_until_space_returns(void **state)
     scratch_remove(&s);
 }
 
+static void a_ring_truncated_under_the_agent_is_dropped_and_the_agent_goes_on(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "sigbus");
+    pid_t agent = agent_start(&s, NULL);
+    agent_wait_ready(s.data, agent);
+    char path[512];
+    snprintf(path, sizeof path, "%s/other.ring", s.rings);
+    struct shmlog_geometry g = {.lane_count = 4, .lane_size = 64u << 10};
+    struct shmlog_arena a;
+    assert_int_equal(shmlog_arena_open(&a, path, SHMLOG_CREATE, &g), 0);
+    struct shmlog_producer p;
+    assert_int_equal(shmlog_producer_claim(&p, &a, shmlog_pid_start(getpid())), 0);
+    for (int i = 0; i < 500 && atomic_load(&a.hdr->agent_pid) == 0; i++)
+        sleep_ms(10); /* the agent has mapped it */
+    assert_int_not_equal(atomic_load(&a.hdr->agent_pid), 0);
+    assert_int_equal(truncate(path, 4096), 0); /* lanes gone under the agent's mapping */
+    sleep_ms(300);
+    int st;
+    assert_int_equal(waitpid(agent, &st, WNOHANG), 0); /* it survived its SIGBUS */
+    shmlog_arena_close(&a);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t prod = producer(10000, 0, pfd[1]);
+    close(pfd[1]);
+    char run[33];
+    assert_int_equal(read(pfd[0], run, 33), 33);
+    close(pfd[0]);
+    st = wait_for(prod, 60000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
+    expect_exact(&s, run, 10000); /* other rings are drained as before */
+    scratch_remove(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_full_map_is_grown_and_nothing_is_lost),
         cmocka_unit_test(a_full_disk_stops_the_drain_until_space_returns),
+        cmocka_unit_test(a_ring_truncated_under_the_agent_is_dropped_and_the_agent_goes_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
