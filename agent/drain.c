@@ -197,7 +197,12 @@ static int lane_adopt(struct agent *a, struct store_txn *t, struct arena_state *
     if (r == -ENOENT) {
         memset(&ls->rec, 0, sizeof ls->rec);
         ls->rec.uid = (uint32_t)as->arena.file_uid;
-        ls->rec.pid = (uint32_t)SHMLOG_OWNER_PID(owner);
+        /* The pid in the owner word is the producer's claim; it is recorded only if the kernel
+         * confirms that this process maps this ring (else 0: unknown, e.g. already gone). */
+        pid_t claimed = SHMLOG_OWNER_PID(owner);
+        ls->rec.pid = claimed > 0 && shmlog_pid_maps_file(claimed, as->dev, as->ino)
+                          ? (uint32_t)claimed
+                          : 0;
         ls->dirty = true;
     } else if (r < 0) {
         return r;

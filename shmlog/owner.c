@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 uint64_t shmlog_pid_start(pid_t pid)
@@ -33,6 +34,26 @@ uint64_t shmlog_pid_start(pid_t pid)
                             "%*d %*d %llu", &v) != 1)
         return 0;
     return v;
+}
+
+bool shmlog_pid_maps_file(pid_t pid, dev_t dev, ino_t ino)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    char line[4608];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        /* address perms offset dev(major:minor, hex) inode path */
+        unsigned maj, min;
+        unsigned long long inode;
+        if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &inode) == 3)
+            found = inode == (unsigned long long)ino && maj == major(dev) && min == minor(dev);
+    }
+    fclose(f);
+    return found;
 }
 
 bool shmlog_owner_dead(const struct shmlog_lane_ctl *ctl, uint64_t owner)

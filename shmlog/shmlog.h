@@ -270,6 +270,9 @@ int shmlog_lane_free(const struct shmlog_arena *a, uint32_t lane, uint64_t obser
 /* The start time of process pid (clock ticks since boot, from /proc), 0 if unknown: with the
  * pid it names one process across pid reuse. Producers record their own when they claim. */
 uint64_t shmlog_pid_start(pid_t pid);
+/* Whether process pid has the file (dev, ino) mapped, as the kernel says in /proc/PID/maps:
+ * how the agent checks a pid that a producer wrote into a lane before believing it. */
+bool shmlog_pid_maps_file(pid_t pid, dev_t dev, ino_t ino);
 /* Whether the owner named by the owner word has died: its pid is gone, or now belongs to a
  * process that started at another time than the one recorded at claim. */
 bool shmlog_owner_dead(const struct shmlog_lane_ctl *ctl, uint64_t owner);

@@ -69,8 +69,9 @@ static int user_a_logs(void *arg)
     FILE *f = fopen("/dev/shm/st-users-run-id", "w"); /* hand the id to the parent */
     if (!f)
         return 11;
-    fputs(x->run_a, f);
+    fprintf(f, "%s %d", x->run_a, (int)getpid());
     fclose(f);
+    usleep(500000); /* alive while the agent adopts the lane: its pid can be verified */
     st_run_end(run, ST_RUN_FINISHED);
     st_close(c);
     return 0;
@@ -131,8 +132,23 @@ static int user_b_attacks(void *arg)
     msgpack_pack_uint32(&pk, ST_RUN_FAILED);
     msgpack_pack_int64(&pk, 1);
     put_msgpack(&p, WIRE_RUN_END, &sb);
-    msgpack_sbuffer_destroy(&sb);
     shmlog_producer_close(&p);
+    /* A lane whose owner word claims pid 1 (init): the agent must not believe it. */
+    struct shmlog_producer q;
+    if (shmlog_producer_claim(&q, &a, shmlog_pid_start(getpid())) < 0)
+        return 25;
+    atomic_store(&q.ctl->owner, 1);
+    uint8_t own[16];
+    for (int i = 0; i < 16; i++)
+        own[i] = (uint8_t)(0xb0 + i);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "run", 3);
+    msgpack_pack_bin_with_body(&pk, own, 16);
+    msgpack_pack_str_with_body(&pk, "exp", 3);
+    msgpack_pack_str_with_body(&pk, "b-own", 5);
+    put_msgpack(&q, WIRE_RUN_START, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    atomic_store(&q.ctl->owner, 1 | SHMLOG_OWNER_CLOSED);
     shmlog_arena_close(&a);
     st_close(c);
     /* Squat: a ring file in C's name, owned by B. */
@@ -165,7 +181,8 @@ static void users_cannot_write_into_each_others_lanes_or_runs(void **state)
     assert_int_equal(run_as(UID_A, user_a_logs, &x), 0);
     FILE *f = fopen("/dev/shm/st-users-run-id", "r");
     assert_non_null(f);
-    assert_non_null(fgets(x.run_a, sizeof x.run_a, f));
+    int pid_a = 0;
+    assert_int_equal(fscanf(f, "%32s %d", x.run_a, &pid_a), 2);
     fclose(f);
     unlink("/dev/shm/st-users-run-id");
     for (int i = 0; i < 16; i++) {
@@ -196,12 +213,26 @@ static void users_cannot_write_into_each_others_lanes_or_runs(void **state)
     if (strstr(out, "evil") || strstr(out, "hijack"))
         fail_msg("user B wrote into user A's run:\n%s", out);
     assert_non_null(strstr(out, "FINISHED")); /* not B's FAILED */
+    char pid[32], pid2[32];
+    snprintf(pid, sizeof pid, "\"pid\": %d", pid_a);
+    snprintf(pid2, sizeof pid2, "\"pid\":%d", pid_a);
+    if (!strstr(out, pid) && !strstr(out, pid2))
+        fail_msg("run A's pid is not %d (its producer, verified by the kernel):\n%s", pid_a, out);
     char uid[32];
     snprintf(uid, sizeof uid, "\"uid\": %d", UID_A);
     char uid2[32];
     snprintf(uid2, sizeof uid2, "\"uid\":%d", UID_A);
     if (!strstr(out, uid) && !strstr(out, uid2))
         fail_msg("run A's uid is not %d (the ring owner's):\n%s", UID_A, out);
+    free(out);
+    /* B's run from the lane that claimed pid 1: B's uid, and no pid (the claim was false). */
+    const char *show_b[] = {"runs", "show", "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf", "--json", NULL};
+    assert_int_equal(cli_run(&s, &out, show_b), 0);
+    snprintf(uid, sizeof uid, "\"uid\": %d", UID_B);
+    snprintf(uid2, sizeof uid2, "\"uid\":%d", UID_B);
+    if ((!strstr(out, uid) && !strstr(out, uid2)) ||
+        (!strstr(out, "\"pid\": 0") && !strstr(out, "\"pid\":0")))
+        fail_msg("run B should carry uid %d and no pid:\n%s", UID_B, out);
     free(out);
     scratch_remove(&s);
 }
