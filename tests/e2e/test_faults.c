@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -194,12 +195,75 @@ static void a_ring_truncated_under_the_agent_is_dropped_and_the_agent_goes_on(vo
     scratch_remove(&s);
 }
 
+static void write_junk(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    unsigned seed = 7;
+    for (size_t i = 0; i < n; i++)
+        fputc(rand_r(&seed) & 0xff, f);
+    fclose(f);
+}
+
+static void a_corrupted_store_is_refused_and_left_as_it_is(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "badstore");
+    char path[512];
+    snprintf(path, sizeof path, "%s/data.mdb", s.data);
+    write_junk(path, 64 * 1024);
+    struct stat before;
+    assert_int_equal(stat(path, &before), 0);
+    pid_t agent = agent_start(&s, NULL);
+    int st = wait_for(agent, 20000);
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1); /* refused, with its message on stderr */
+    struct stat after;
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(after.st_size, before.st_size); /* not "repaired" into something else */
+    assert_true(after.st_mtime == before.st_mtime);
+    char *out;
+    const char *list[] = {"runs", "list", NULL};
+    assert_int_equal(cli_run(&s, &out, list), 1); /* the CLI refuses it too, no crash */
+    free(out);
+    scratch_remove(&s);
+}
+
+static void a_foreign_file_in_the_ring_directory_is_refused_and_others_drain(void **state)
+{
+    (void)state;
+    struct scratch s;
+    scratch_make(&s, "foreign");
+    pid_t agent = agent_start(&s, NULL);
+    agent_wait_ready(s.data, agent);
+    char path[512];
+    snprintf(path, sizeof path, "%s/junk.ring", s.rings);
+    write_junk(path, 1 << 20);
+    snprintf(path, sizeof path, "%s/short.ring", s.rings);
+    write_junk(path, 100);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t prod = producer(20000, 0, pfd[1]);
+    close(pfd[1]);
+    char run[33];
+    assert_int_equal(read(pfd[0], run, 33), 33);
+    close(pfd[0]);
+    int st = wait_for(prod, 60000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(agent_stop(&s, agent), 0);
+    expect_exact(&s, run, 20000);
+    scratch_remove(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_full_map_is_grown_and_nothing_is_lost),
         cmocka_unit_test(a_full_disk_stops_the_drain_until_space_returns),
         cmocka_unit_test(a_ring_truncated_under_the_agent_is_dropped_and_the_agent_goes_on),
+        cmocka_unit_test(a_corrupted_store_is_refused_and_left_as_it_is),
+        cmocka_unit_test(a_foreign_file_in_the_ring_directory_is_refused_and_others_drain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
