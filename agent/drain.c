@@ -583,6 +583,15 @@ static int spill_drain(struct agent *a, struct store_txn *t, struct arena_state 
         return upto == UINT64_MAX ? 0 : 1;
     if (r < 0)
         return r;
+    struct stat st;
+    if (fstat(sr.fd, &st) < 0 || st.st_uid != as->arena.file_uid) {
+        /* Not written by the ring's owner: its records would be attributed to them. */
+        agent_log("warning", "%s: spill file not owned by the ring's owner; ignored", path);
+        shmlog_spill_close(&sr);
+        if (upto != UINT64_MAX)
+            ls->spill_pos = upto;
+        return 1;
+    }
     for (;;) {
         const struct shmlog_rec *rec;
         int n = shmlog_spill_next(&sr, upto, &rec);

@@ -132,11 +132,21 @@ static int spill_open(struct shmlog_producer *p)
     int r = shmlog_spill_path(p->arena, p->lane, p->gen, path, sizeof path);
     if (r < 0)
         return r;
-    p->spill_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    /* The ring directory is shared (01777): a file someone else put at our spill path must not
+     * receive our records. Create it exclusively; continue only a file of our own. */
+    int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW;
+    p->spill_fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+    if (p->spill_fd < 0 && errno == EEXIST)
+        p->spill_fd = open(path, flags); /* this lane's own, from before a reopen */
     if (p->spill_fd < 0)
         return -errno;
     struct stat st;
-    if (fstat(p->spill_fd, &st) == 0 && (uint64_t)st.st_size != p->spill_bytes) {
+    if (fstat(p->spill_fd, &st) < 0 || st.st_uid != getuid() || !S_ISREG(st.st_mode)) {
+        close(p->spill_fd);
+        p->spill_fd = -1;
+        return -EPERM;
+    }
+    if ((uint64_t)st.st_size != p->spill_bytes) {
         /* A torn append from a producer killed mid-write: cut it, the agent skips it anyway. */
         if (ftruncate(p->spill_fd, (off_t)p->spill_bytes) < 0)
             return -errno;

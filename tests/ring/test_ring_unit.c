@@ -552,6 +552,29 @@ static void test_spill_quota_reached_edquot_and_lost_counted(void **state)
     shmlog_producer_close(&p);
 }
 
+static void test_spill_file_of_another_user_is_not_written(void **state)
+{
+    struct fx *f = *state;
+    struct shmlog_producer p;
+    claim(f, &p);
+    fill_lane(&p, 0);
+    char path[4200];
+    spill_file(f, &p, path, sizeof path);
+    /* Someone else put a file at our spill path (the ring directory is 01777). */
+    FILE *trap = fopen(path, "w");
+    assert_non_null(trap);
+    fclose(trap);
+    if (getuid() == 0)
+        assert_int_equal(chown(path, 4242, 4242), 0);
+    else
+        skip(); /* cannot make a file of another user without root */
+    char body[16] = "x";
+    assert_err(shmlog_put(&p, 7, 0, 0, body, sizeof body, true), -EPERM);
+    assert_int_equal(atomic_load(&p.ctl->lost_records), 1); /* counted, not written there */
+    assert_int_equal(file_size(path), 0);
+    shmlog_producer_close(&p);
+}
+
 static void test_spill_corrupted_record_ebadmsg(void **state)
 {
     struct fx *f = *state;
@@ -1068,6 +1091,7 @@ int main(void)
         T(test_spill_reader_returns_records_in_order),
         cmocka_unit_test_setup_teardown(test_spill_quota_reached_edquot_and_lost_counted,
                                         fx_setup_small_quota, fx_teardown),
+        T(test_spill_file_of_another_user_is_not_written),
         T(test_spill_corrupted_record_ebadmsg),
         T(test_spill_torn_tail_reads_as_nothing_yet),
         T(test_spill_open_without_file_enoent),
