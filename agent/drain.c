@@ -113,7 +113,7 @@ static void lane_forget(struct lane_state *ls)
 
 static int dict_set_key(struct lane_state *ls, uint32_t id, const char *name)
 {
-    if (id >= (1u << 24))
+    if (id >= WIRE_MAX_KEYS)
         return -EBADMSG;
     if (id >= ls->nkeys) {
         uint32_t n = ls->nkeys ? ls->nkeys : 64;
@@ -138,7 +138,7 @@ static int dict_set_key(struct lane_state *ls, uint32_t id, const char *name)
 
 static int dict_set_run(struct lane_state *ls, uint32_t slot, const uint8_t run[16])
 {
-    if (slot >= (1u << 24))
+    if (slot >= WIRE_MAX_RUNS)
         return -EBADMSG;
     if (slot >= ls->nruns) {
         uint32_t n = ls->nruns ? ls->nruns : 16;

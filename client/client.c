@@ -391,7 +391,7 @@ int st_key_intern(st_client *c, const char *name, st_key *key)
         }
         j = (j + 1) & (c->key_cap - 1);
     }
-    if (atomic_load_explicit(&c->key_count, memory_order_relaxed) >= (1u << 24)) {
+    if (atomic_load_explicit(&c->key_count, memory_order_relaxed) >= WIRE_MAX_KEYS) {
         r = -ENOSPC;
         goto out;
     }
@@ -466,8 +466,15 @@ static int run_new(st_client *c, const char *experiment, const char *run_name,
         return -ENOMEM;
     }
     pthread_mutex_lock(&st_mu);
-    run->slot = c->next_run_slot++;
+    bool full = c->next_run_slot >= WIRE_MAX_RUNS;
+    if (!full)
+        run->slot = c->next_run_slot++;
     pthread_mutex_unlock(&st_mu);
+    if (full) {
+        free(run->experiment);
+        free(run);
+        return -ENOSPC;
+    }
 
     struct st_lane *l = lane_get(c);
     if (l) {

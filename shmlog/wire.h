@@ -62,5 +62,9 @@ struct wire_metric_entry {
     double value;
 };
 #define WIRE_METRICS_MAX 1000 /* MLflow's log-batch limit */
+/* Key ids and run slots a process may use: the agent keeps a dense table of each per lane, so
+ * a bound keeps a hostile producer from making it allocate gigabytes. */
+#define WIRE_MAX_KEYS (1u << 18)
+#define WIRE_MAX_RUNS (1u << 18)
 
 #endif

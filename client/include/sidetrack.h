@@ -125,14 +125,15 @@ void st_close(st_client *client);
 
 /** Interns a metric key, checking it against MLflow's rules once, so that logging it later
  * costs nothing. The same name always gives the same key in one client.
- * @return 0, ST_EKEY, -ENOMEM, or -ENOSPC past 16 M keys. Thread-safe. */
+ * @return 0, ST_EKEY, -ENOMEM, or -ENOSPC past 262,144 keys. Thread-safe. */
 int st_key_intern(st_client *client, const char *name, st_key *key);
 
 /** Starts a run in an experiment (created by the agent on first use).
  * @param[in] experiment experiment name; NULL means "Default".
  * @param[in] run_name NULL for none.
  * @param[out] run handle, valid until st_run_end().
- * @return 0, ST_ENAME, -ENOMEM. The run id is random (128 bits), see st_run_id(). */
+ * @return 0, ST_ENAME, -ENOMEM, or -ENOSPC past 262,144 runs in one client. The run id is
+ * random (128 bits), see st_run_id(). */
 int st_run_start(st_client *client, const char *experiment, const char *run_name,
                  st_run **run);
 
