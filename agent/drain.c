@@ -1063,6 +1063,27 @@ void agent_scan(struct agent *a)
                       (unsigned long long)(as->arena.lane_size >> 10));
     }
     closedir(d);
+    /* A ring whose file was deleted (or replaced) is let go once no lane of it is in use:
+     * producers that still map it have closed or died and been drained. */
+    for (size_t k = 0; k < a->narenas;) {
+        struct arena_state *as = a->arenas[k];
+        bool busy = as->seen;
+        for (uint32_t i = 0; i < as->arena.lane_count && !busy; i++)
+            busy = as->lanes[i].adopted ||
+                   atomic_load_explicit(&shmlog_lane_ctl(&as->arena, i)->owner,
+                                        memory_order_acquire) != 0;
+        if (busy) {
+            k++;
+            continue;
+        }
+        if (a->opt.verbose)
+            agent_log("info", "ring %s is gone and idle: unmapped", as->arena.path);
+        free(as->lanes);
+        shmlog_arena_close(&as->arena);
+        free(as);
+        memmove(&a->arenas[k], &a->arenas[k + 1], (a->narenas - k - 1) * sizeof *a->arenas);
+        a->narenas--;
+    }
     a->last_scan_ns = agent_now_ns();
 }
 
