@@ -133,3 +133,30 @@ int cli_args_next(struct cli_args *a, const char **value)
         }
     }
 }
+
+/* A command whose only own option is --json (`runs show`, `status`). */
+enum { OPT_JSON = CLI_OPT_FIRST };
+const struct cli_option cli_json_options[] = {
+    CLI_COMMON_OPTIONS,
+    {"json", 0, false, OPT_JSON},
+    {0},
+};
+
+int cli_args_json(struct cli *c, const struct cli_syntax *syntax, int argc, char **argv,
+                  bool *json, const char **arg)
+{
+    const char *v;
+    struct cli_args a;
+    cli_args_init(&a, c, syntax, argc, argv);
+    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
+        switch (o) {
+        case OPT_JSON: *json = true; break;
+        case CLI_ARG_POSITIONAL:
+            if (arg)
+                *arg = v;
+            break;
+        default: return a.exit;
+        }
+    }
+    return CLI_ARG_END;
+}

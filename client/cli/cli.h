@@ -110,6 +110,13 @@ void cli_args_init(struct cli_args *a, struct cli *c, const struct cli_syntax *s
  * CLI_ARG_END, or CLI_ARG_EXIT after printing the usage (--help) or what is wrong. --data
  * is taken in passing. */
 int cli_args_next(struct cli_args *a, const char **value);
+/* The command line of a command whose only own option is --json: syntax->opts is
+ * cli_json_options, and syntax->max_args 0 or 1. Sets *json when --json is given and *arg to
+ * the positional argument (arg may be NULL when max_args is 0). Returns CLI_ARG_END when the
+ * command goes on, else the exit status (after --help, or a usage error). */
+extern const struct cli_option cli_json_options[];
+int cli_args_json(struct cli *c, const struct cli_syntax *syntax, int argc, char **argv,
+                  bool *json, const char **arg);
 /* Prints "sidetrack CMD: MESSAGE (see 'sidetrack CMD --help')" and returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 

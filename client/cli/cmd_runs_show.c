@@ -313,27 +313,15 @@ static void runs_show_usage(FILE *f)
           f);
 }
 
-enum { OPT_JSON = CLI_OPT_FIRST };
-
 int cmd_runs_show(struct cli *c, int argc, char **argv)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS,
-        {"json", 0, false, OPT_JSON},
-        {0},
-    };
-    static const struct cli_syntax syntax = {"runs show", opts, runs_show_usage, .max_args = 1};
-    const char *run = NULL, *v;
+    static const struct cli_syntax syntax = {"runs show", cli_json_options, runs_show_usage,
+                                             .max_args = 1};
+    const char *run = NULL;
     bool json = false;
-    struct cli_args a;
-    cli_args_init(&a, c, &syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_JSON: json = true; break;
-        case CLI_ARG_POSITIONAL: run = v; break;
-        default: return a.exit;
-        }
-    }
+    int parsed = cli_args_json(c, &syntax, argc, argv, &json, &run);
+    if (parsed != CLI_ARG_END)
+        return parsed;
     if (!run)
         return cli_usage_error(syntax.cmd, "missing RUN");
 

@@ -610,26 +610,14 @@ static void status_usage(FILE *f)
           f);
 }
 
-enum { OPT_JSON = CLI_OPT_FIRST };
-
 int cmd_status(struct cli *c, int argc, char **argv)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS,
-        {"json", 0, false, OPT_JSON},
-        {0},
-    };
-    static const struct cli_syntax syntax = {"status", opts, status_usage, .max_args = 0};
-    const char *v;
+    static const struct cli_syntax syntax = {"status", cli_json_options, status_usage,
+                                             .max_args = 0};
     bool json = false;
-    struct cli_args a;
-    cli_args_init(&a, c, &syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_JSON: json = true; break;
-        default: return a.exit;
-        }
-    }
+    int parsed = cli_args_json(c, &syntax, argc, argv, &json, NULL);
+    if (parsed != CLI_ARG_END)
+        return parsed;
     if (!c->data_dir)
         c->data_dir = store_default_dir(c->default_dir, sizeof c->default_dir);
     if (!c->data_dir || !*c->data_dir) {

@@ -97,8 +97,7 @@ int wait_for(pid_t pid, int timeout_ms)
             waitpid(pid, &st, 0);
             return -1;
         }
-        struct timespec ts = {0, 10 * 1000000};
-        nanosleep(&ts, NULL);
+        sleep_ms(10);
     }
 }
 
@@ -120,8 +119,7 @@ void agent_wait_ready(const char *data, pid_t pid)
         }
         if (waitpid(pid, NULL, WNOHANG) == pid)
             return;
-        struct timespec ts = {0, 5 * 1000000};
-        nanosleep(&ts, NULL);
+        sleep_ms(5);
     }
 }
 
@@ -167,4 +165,22 @@ int cli_run(const struct scratch *s, char **out, const char *const *args)
     close(fd);
     *out = buf;
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+long env_long(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? atol(v) : dflt;
 }

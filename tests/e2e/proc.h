@@ -37,4 +37,11 @@ int cli_run(const struct scratch *s, char **out, const char *const *args);
 /* Waits for pid with a timeout in ms; returns the wait status or -1 on timeout (then kills). */
 int wait_for(pid_t pid, int timeout_ms);
 
+/* Sleeps this long (nanosleep). */
+void sleep_ms(long ms);
+void sleep_us(long us);
+
+/* A test size from the environment (e.g. E2E_POINTS), or dflt when unset or empty. */
+long env_long(const char *name, long dflt);
+
 #endif

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "proc.h"
+#include "common.h"
 #include "shmlog.h"
 
 #include <sidetrack.h>
@@ -29,46 +29,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static long env_long(const char *name, long dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? atol(v) : dflt;
-}
+static const struct series VALUES = {0.25, 7};
+static double value_of(long i, int k) { return series_value(&VALUES, i, k); }
 
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
-static double value_of(long i, int k) { return (double)i * 0.25 + k + 1.0 / (double)(i + 7); }
-
-/* Reads a metric's history through the CLI: returns the number of points, and fails the test
- * unless they are steps 0..n-1 in order with the expected values. */
+/* The number of points of key m<k> in run, failing the test unless they are steps 0..n-1 in
+ * order with the expected values; 0 when there is no such metric (nothing was published). */
 static long history_len(const struct scratch *s, const char *run, int k)
 {
-    char key[16];
-    snprintf(key, sizeof key, "m%d", k);
-    char *out;
-    const char *args[] = {"metrics", run, key, "--format", "csv", NULL};
-    int rc = cli_run(s, &out, args);
-    if (rc != 0) {
-        free(out);
-        return 0; /* no such metric: nothing was published */
-    }
-    char *save, *line = strtok_r(out, "\n", &save);
-    long n = 0;
-    while ((line = strtok_r(NULL, "\n", &save))) {
-        long step;
-        long long ts;
-        double v;
-        if (sscanf(line, "%ld,%lld,%lf", &step, &ts, &v) != 3 || step != n || v != value_of(n, k))
-            fail_msg("run %s key %s: point %ld reads '%s' (lost, duplicated or reordered)", run,
-                     key, n, line);
-        n++;
-    }
-    free(out);
-    return n;
+    long n = history_points(s, run, k, &VALUES, 0);
+    return n < 0 ? 0 : n;
 }
 
 /* ---- producers killed at random ------------------------------------------------------- */
@@ -189,6 +158,19 @@ static void producers_killed_at_random_lose_nothing_they_published(void **state)
 
 /* ---- no agent ------------------------------------------------------------------------- */
 
+/* Params param0..param<*arg - 1>, worth 7 times their number. */
+static int log_params(st_run *run, const void *arg)
+{
+    const int *params = arg;
+    for (int i = 0; i < *params; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "param%d", i);
+        snprintf(v, sizeof v, "%d", i * 7);
+        st_log_param(run, k, v);
+    }
+    return 0;
+}
+
 static void records_logged_while_no_agent_runs_all_arrive_once_it_starts(void **state)
 {
     (void)state;
@@ -196,46 +178,14 @@ static void records_logged_while_no_agent_runs_all_arrive_once_it_starts(void **
     scratch_make(&s, "absent");
     long points = env_long("ADV_ABSENT_POINTS", 5000000);
     int params = 1000;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(p[0]);
-        /* 40 bytes a point: the lane holds them all (tmpfs only backs what is written). */
-        st_options o = {.lane_size = (uint64_t)points * 40 + (64u << 20)};
-        st_client *c;
-        st_run *run;
-        st_key keys[4];
-        if (st_open(&c, &o) < 0 || st_run_start(c, "absent", NULL, &run) < 0)
-            _exit(10);
-        for (int k = 0; k < 4; k++) {
-            char name[8];
-            snprintf(name, sizeof name, "m%d", k);
-            if (st_key_intern(c, name, &keys[k]) < 0)
-                _exit(11);
-        }
-        for (int i = 0; i < params; i++) {
-            char k[32], v[32];
-            snprintf(k, sizeof k, "param%d", i);
-            snprintf(v, sizeof v, "%d", i * 7);
-            st_log_param(run, k, v);
-        }
-        for (long i = 0; i < points / 4; i++)
-            for (int k = 0; k < 4; k++)
-                st_log_metric(run, keys[k], value_of(i, k), i);
-        st_stats st;
-        st_stats_get(c, &st);
-        if (write(p[1], st_run_id(run), 33) != 33)
-            _exit(12);
-        st_run_end(run, ST_RUN_FINISHED);
-        st_close(c);
-        _exit(st.dropped_metrics || st.lost_records ? 3 : 0);
-    }
-    close(p[1]);
+    /* 40 bytes a point: the lane holds them all (tmpfs only backs what is written). */
+    struct producer_spec ps = {.experiment = "absent", .points = points / 4, .keys = 4,
+                               .lane_size = (uint64_t)points * 40 + (64u << 20),
+                               .values = VALUES, .before = log_params, .arg = &params};
+    int fd;
+    pid_t pid = producer_start(&ps, &fd);
     char run[33];
-    assert_int_equal(read(p[0], run, 33), 33);
-    close(p[0]);
+    read_run_id(fd, run);
     int st;
     waitpid(pid, &st, 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -259,42 +209,13 @@ static void records_logged_while_no_agent_runs_all_arrive_once_it_starts(void **
 
 /* ---- the agent killed while two producers stream -------------------------------------- */
 
+/* 300,000 records/s per producer: the 64 MiB lane (1.6 M records) holds 5 s without the agent,
+ * which outlasts its downtime even in the sanitizer builds' slow restarts. */
 static pid_t paced_producer(long points, int wfd)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid > 0)
-        return pid;
-    st_options o = {.lane_size = 64u << 20};
-    st_client *c;
-    st_run *run;
-    st_key k[2];
-    if (st_open(&c, &o) < 0 || st_run_start(c, "kills", NULL, &run) < 0 ||
-        st_key_intern(c, "m0", &k[0]) < 0 || st_key_intern(c, "m1", &k[1]) < 0)
-        _exit(10);
-    if (write(wfd, st_run_id(run), 33) != 33)
-        _exit(11);
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    /* 300,000 records/s per producer: the 64 MiB lane (1.6 M records) holds 5 s without the
-     * agent, which outlasts its downtime even in the sanitizer builds' slow restarts. */
-    long per_second = 150000;
-    for (long i = 0; i < points; i++) {
-        st_log_metric(run, k[0], value_of(i, 0), i);
-        st_log_metric(run, k[1], value_of(i, 1), i);
-        if ((i & 1023) == 0) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-            double due = (double)i / (double)per_second;
-            if (due > el)
-                sleep_us((long)((due - el) * 1e6));
-        }
-    }
-    st_stats st;
-    st_stats_get(c, &st);
-    st_run_end(run, ST_RUN_FINISHED);
-    st_close(c);
-    _exit(st.dropped_metrics || st.lost_records ? 3 : 0);
+    struct producer_spec ps = {.experiment = "kills", .points = points, .keys = 2,
+                               .per_second = 150000, .lane_size = 64u << 20, .values = VALUES};
+    return producer_fork(&ps, wfd);
 }
 
 static void two_producers_while_the_agent_is_killed_again_and_again(void **state)
@@ -310,9 +231,7 @@ static void two_producers_while_the_agent_is_killed_again_and_again(void **state
     pid_t prod[2] = {paced_producer(points, p[1]), paced_producer(points, p[1])};
     close(p[1]);
     char runs[2][33];
-    assert_int_equal(read(p[0], runs[0], 33), 33);
-    assert_int_equal(read(p[0], runs[1], 33), 33);
-    close(p[0]);
+    read_run_ids(p[0], 2, runs);
     unsigned seed = (unsigned)time(NULL);
     printf("# %d agent kills (seed %u), 2 producers x %ld points x 2 keys\n", kills, seed, points);
     for (int i = 0; i < kills; i++) {
@@ -320,11 +239,8 @@ static void two_producers_while_the_agent_is_killed_again_and_again(void **state
         agent_kill(agent);
         agent = agent_start(&s, NULL);
     }
-    for (int i = 0; i < 2; i++) {
-        int st = wait_for(prod[i], 600000);
-        assert_true(st >= 0 && WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
-    }
+    for (int i = 0; i < 2; i++)
+        producer_wait_ok(prod[i], 600000);
     assert_int_equal(agent_stop(&s, agent), 0);
     for (int r = 0; r < 2; r++)
         for (int k = 0; k < 2; k++)

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "proc.h"
+#include "common.h"
 
 #include <sidetrack.h>
 
@@ -26,155 +26,67 @@
 #include <time.h>
 #include <unistd.h>
 
-static long env_long(const char *name, long dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? atol(v) : dflt;
-}
+/* The values logged: value(i, k) for step i of key m<k>. */
+static const struct series VALUES = {0.5, 3};
+static double value_of(long i, int k) { return series_value(&VALUES, i, k); }
 
-/* The value logged for step i of key k: not representable in short decimal, so an exact match
- * proves the full 64 bits went through. */
-static double value_of(long i, int k) { return (double)i * 0.5 + k + 1.0 / (double)(i + 3); }
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-struct producer_spec {
-    long points;      /* per key */
-    int keys;
-    long per_second;  /* pacing; 0 = as fast as possible */
-    uint64_t lane_size;
-    int params;       /* extra params p0..pN */
-    const char *artifact_content;
+/* What the producers of these tests log besides their metrics. */
+struct producer_extras {
+    int params;                   /* params p0..pN, after lr and the tag suite */
+    const char *artifact_content; /* logged as out/result.txt after the metrics */
 };
 
-/* Forks a producer. It writes the run id (33 bytes with NUL) to the pipe, then logs, then
- * exits with 0, or 3 if any metric was dropped (the tests need exact sets). */
-static pid_t producer_start(const struct producer_spec *ps, int *id_fd)
+static int log_params(st_run *run, const void *arg)
 {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid > 0) {
-        close(p[1]);
-        *id_fd = p[0];
-        return pid;
-    }
-    close(p[0]);
-    st_options opt = {.lane_size = ps->lane_size};
-    st_client *c;
-    if (st_open(&c, &opt) < 0)
-        _exit(10);
-    st_run *run;
-    if (st_run_start(c, "e2e", "producer", &run) < 0)
-        _exit(11);
-    if (write(p[1], st_run_id(run), 33) != 33)
-        _exit(12);
-    close(p[1]);
+    const struct producer_extras *x = arg;
     st_log_param(run, "lr", "0.01");
     st_set_tag(run, "suite", "e2e");
-    for (int i = 0; i < ps->params; i++) {
+    for (int i = 0; i < x->params; i++) {
         char k[32], v[32];
         snprintf(k, sizeof k, "p%d", i);
         snprintf(v, sizeof v, "value-%d", i);
         if (st_log_param(run, k, v) < 0)
-            _exit(13);
+            return -1;
     }
-    st_key keys[8];
-    for (int k = 0; k < ps->keys; k++) {
-        char name[32];
-        snprintf(name, sizeof name, "m%d", k);
-        if (st_key_intern(c, name, &keys[k]) < 0)
-            _exit(14);
-    }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (long i = 0; i < ps->points; i++) {
-        for (int k = 0; k < ps->keys; k++)
-            st_log_metric(run, keys[k], value_of(i, k), i);
-        if (ps->per_second && (i & 1023) == 0) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            double due = (double)i / (double)ps->per_second;
-            double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-            if (due > el)
-                sleep_ms((long)((due - el) * 1000) + 1);
-        }
-    }
-    if (ps->artifact_content) {
-        char path[] = "/tmp/st-e2e-art-XXXXXX";
-        int fd = mkstemp(path);
-        if (fd < 0 || write(fd, ps->artifact_content, strlen(ps->artifact_content)) < 0)
-            _exit(15);
-        close(fd);
-        int r = st_log_artifact(run, path, "out/result.txt");
-        unlink(path);
-        if (r < 0)
-            _exit(16);
-    }
-    st_stats s;
-    st_stats_get(c, &s);
-    st_run_end(run, ST_RUN_FINISHED);
-    st_close(c);
-    _exit(s.dropped_metrics || s.lost_records ? 3 : 0);
+    return 0;
 }
 
-static void read_run_id(int fd, char id[33])
+static int log_artifact(st_run *run, const void *arg)
 {
-    assert_int_equal(read(fd, id, 33), 33);
+    const struct producer_extras *x = arg;
+    if (!x->artifact_content)
+        return 0;
+    char path[] = "/tmp/st-e2e-art-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0 || write(fd, x->artifact_content, strlen(x->artifact_content)) < 0)
+        return -1;
     close(fd);
-    assert_int_equal(strlen(id), 32);
+    int r = st_log_artifact(run, path, "out/result.txt");
+    unlink(path);
+    return r < 0 ? -1 : 0;
 }
 
-static void producer_wait_ok(pid_t pid)
+/* Starts a producer of run e2e/producer: ps gives its sizes, x what it logs besides its
+ * metrics; the read end of the pipe its run id comes through goes to *id_fd. */
+static pid_t e2e_producer_start(struct producer_spec ps, const struct producer_extras *x,
+                                int *id_fd)
 {
-    int st = wait_for(pid, 600000);
-    assert_true(st >= 0 && WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0); /* 3 would mean drops: the test's pacing is wrong */
+    ps.experiment = "e2e";
+    ps.name = "producer";
+    ps.values = VALUES;
+    ps.before = log_params;
+    ps.after = log_artifact;
+    ps.arg = x;
+    return producer_start(&ps, id_fd);
 }
+
+#define PRODUCER_TIMEOUT_MS 600000
 
 /* Checks that the CLI returns exactly points values of key k, steps 0..points-1 in order,
- * each value_of(step, k) + offset. */
-static void expect_history_off(const struct scratch *s, const char *run, int k, long points,
-                               double offset)
+ * each value_of(step, k). */
+static void expect_values(const struct scratch *s, const char *run, int k, long points)
 {
-    char key[16];
-    snprintf(key, sizeof key, "m%d", k);
-    char *out;
-    const char *args[] = {"metrics", run, key, "--format", "csv", NULL};
-    assert_int_equal(cli_run(s, &out, args), 0);
-    char *save, *line = strtok_r(out, "\n", &save);
-    assert_non_null(line);
-    assert_string_equal(line, "step,timestamp,value");
-    long n = 0;
-    while ((line = strtok_r(NULL, "\n", &save))) {
-        long step;
-        long long ts;
-        char val[64];
-        assert_int_equal(sscanf(line, "%ld,%lld,%63s", &step, &ts, val), 3);
-        if (step != n) {
-            fail_msg("key %s: point %ld has step %ld (lost, duplicated or out of order)", key, n,
-                     step);
-        }
-        double v = strtod(val, NULL);
-        if (v != value_of(n, k) + offset)
-            fail_msg("key %s step %ld: value %s, expected %.17g", key, n, val,
-                     value_of(n, k) + offset);
-        assert_true(ts > 1600000000000LL); /* a real wall-clock millisecond stamp */
-        n++;
-    }
-    if (n != points)
-        fail_msg("key %s: %ld points read back, %ld logged", key, n, points);
-    free(out);
-}
-
-static void expect_history(const struct scratch *s, const char *run, int k, long points)
-{
-    expect_history_off(s, run, k, points, 0);
+    expect_history(s, run, k, &VALUES, 0, points);
 }
 
 static void two_runs_logging_the_same_keys_from_one_thread_stay_apart(void **state)
@@ -211,14 +123,13 @@ static void two_runs_logging_the_same_keys_from_one_thread_stay_apart(void **sta
         _exit(0);
     }
     close(p[1]);
-    char run1[33], run2[33];
-    assert_int_equal(read(p[0], run1, 33), 33);
-    read_run_id(p[0], run2);
-    producer_wait_ok(pid);
+    char runs[2][33];
+    read_run_ids(p[0], 2, runs);
+    producer_wait_ok(pid, PRODUCER_TIMEOUT_MS);
     assert_int_equal(agent_stop(&s, agent), 0);
     for (int k = 0; k < 2; k++) {
-        expect_history_off(&s, run1, k, points, 0);
-        expect_history_off(&s, run2, k, points, 1000);
+        expect_history(&s, runs[0], k, &VALUES, 0, points);
+        expect_history(&s, runs[1], k, &VALUES, 1000, points);
     }
     scratch_remove(&s);
 }
@@ -229,17 +140,17 @@ static void metrics_logged_are_read_back_exactly_by_the_cli(void **state)
     struct scratch s;
     scratch_make(&s, "exact");
     pid_t agent = agent_start(&s, NULL);
-    struct producer_spec ps = {.points = 100000, .keys = 3, .lane_size = 64u << 20,
-                               .artifact_content = "weights 0.1 0.2 0.3\n"};
+    struct producer_spec ps = {.points = 100000, .keys = 3, .lane_size = 64u << 20};
+    struct producer_extras x = {.artifact_content = "weights 0.1 0.2 0.3\n"};
     int fd;
-    pid_t prod = producer_start(&ps, &fd);
+    pid_t prod = e2e_producer_start(ps, &x, &fd);
     char run[33];
     read_run_id(fd, run);
-    producer_wait_ok(prod);
+    producer_wait_ok(prod, PRODUCER_TIMEOUT_MS);
     assert_int_equal(agent_stop(&s, agent), 0);
 
     for (int k = 0; k < ps.keys; k++)
-        expect_history(&s, run, k, ps.points);
+        expect_values(&s, run, k, ps.points);
 
     char *out;
     const char *show[] = {"runs", "show", run, "--json", NULL};
@@ -262,16 +173,17 @@ static void records_logged_before_the_agent_starts_are_stored(void **state)
     (void)state;
     struct scratch s;
     scratch_make(&s, "late");
-    struct producer_spec ps = {.points = 20000, .keys = 2, .lane_size = 16u << 20, .params = 10};
+    struct producer_spec ps = {.points = 20000, .keys = 2, .lane_size = 16u << 20};
+    struct producer_extras x = {.params = 10};
     int fd;
-    pid_t prod = producer_start(&ps, &fd);
+    pid_t prod = e2e_producer_start(ps, &x, &fd);
     char run[33];
     read_run_id(fd, run);
-    producer_wait_ok(prod); /* the producer is gone before any agent ran */
+    producer_wait_ok(prod, PRODUCER_TIMEOUT_MS); /* the producer is gone before any agent ran */
     pid_t agent = agent_start(&s, NULL);
     assert_int_equal(agent_stop(&s, agent), 0);
     for (int k = 0; k < ps.keys; k++)
-        expect_history(&s, run, k, ps.points);
+        expect_values(&s, run, k, ps.points);
     scratch_remove(&s);
 }
 
@@ -281,18 +193,19 @@ static void params_spilled_from_a_full_lane_reach_the_store(void **state)
     struct scratch s;
     scratch_make(&s, "spill");
     /* 64 KiB lane, no agent: 3,000 params cannot fit, most go to the spill file. */
-    struct producer_spec ps = {.points = 0, .keys = 1, .lane_size = 64u << 10, .params = 3000};
+    struct producer_spec ps = {.points = 0, .keys = 1, .lane_size = 64u << 10};
+    struct producer_extras x = {.params = 3000};
     int fd;
-    pid_t prod = producer_start(&ps, &fd);
+    pid_t prod = e2e_producer_start(ps, &x, &fd);
     char run[33];
     read_run_id(fd, run);
-    producer_wait_ok(prod);
+    producer_wait_ok(prod, PRODUCER_TIMEOUT_MS);
     pid_t agent = agent_start(&s, NULL);
     assert_int_equal(agent_stop(&s, agent), 0);
     char *out;
     const char *show[] = {"runs", "show", run, "--json", NULL};
     assert_int_equal(cli_run(&s, &out, show), 0);
-    for (int i = 0; i < ps.params; i++) {
+    for (int i = 0; i < x.params; i++) {
         char want[64];
         snprintf(want, sizeof want, "\"p%d\": \"value-%d\"", i, i);
         char want2[64];
@@ -315,9 +228,10 @@ static void agent_killed_mid_stream_loses_and_duplicates_nothing(void **state)
     /* Paced so that the lane (64 MiB, 1.6 M records) outlasts the agent's downtime. */
     struct producer_spec ps = {.points = points, .keys = 2, .per_second = points / 4,
                                .lane_size = 64u << 20};
+    struct producer_extras x = {0};
     pid_t agent = agent_start(&s, NULL);
     int fd;
-    pid_t prod = producer_start(&ps, &fd);
+    pid_t prod = e2e_producer_start(ps, &x, &fd);
     char run[33];
     read_run_id(fd, run);
     unsigned seed = (unsigned)time(NULL);
@@ -327,10 +241,10 @@ static void agent_killed_mid_stream_loses_and_duplicates_nothing(void **state)
         agent_kill(agent);
         agent = agent_start(&s, NULL);
     }
-    producer_wait_ok(prod);
+    producer_wait_ok(prod, PRODUCER_TIMEOUT_MS);
     assert_int_equal(agent_stop(&s, agent), 0);
     for (int k = 0; k < ps.keys; k++)
-        expect_history(&s, run, k, ps.points);
+        expect_values(&s, run, k, ps.points);
     scratch_remove(&s);
 }
 
@@ -389,7 +303,7 @@ static void a_lane_reopened_after_the_agent_died_before_freeing_it_loses_nothing
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 137);
     assert_int_equal(write(go[1], "x", 1), 1);
     close(go[1]);
-    producer_wait_ok(pid);
+    producer_wait_ok(pid, PRODUCER_TIMEOUT_MS);
     agent = agent_start(&s, NULL);
     assert_int_equal(agent_stop(&s, agent), 0);
     char *out;

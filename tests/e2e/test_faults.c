@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "proc.h"
+#include "common.h"
 #include "shmlog.h"
 
 #include <sidetrack.h>
@@ -25,70 +25,38 @@
 #include <time.h>
 #include <unistd.h>
 
-static double value_of(long i) { return (double)i * 0.125 + 1.0 / (double)(i + 5); }
+static const struct series VALUES = {0.125, 5};
 
-static void sleep_ms(long ms)
+static int log_before(st_run *run, const void *arg)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-/* A producer of points values of "m0" (paced at per_second), plus a param; the run id goes
- * to the pipe first. Exits 3 if anything was dropped or lost. */
-static pid_t producer(long points, long per_second, int wfd)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid > 0)
-        return pid;
-    st_options o = {.lane_size = 128u << 20};
-    st_client *c;
-    st_run *run;
-    st_key k;
-    if (st_open(&c, &o) < 0 || st_run_start(c, "faults", NULL, &run) < 0 ||
-        st_key_intern(c, "m0", &k) < 0)
-        _exit(10);
-    if (write(wfd, st_run_id(run), 33) != 33)
-        _exit(11);
+    (void)arg;
     st_log_param(run, "before", "full");
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (long i = 0; i < points; i++) {
-        st_log_metric(run, k, value_of(i), i);
-        if (per_second && (i & 1023) == 0) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-            double due = (double)i / (double)per_second;
-            if (due > el)
-                sleep_ms((long)((due - el) * 1000) + 1);
-        }
-    }
-    st_log_param(run, "after", "full");
-    st_stats s;
-    st_stats_get(c, &s);
-    st_run_end(run, ST_RUN_FINISHED);
-    st_close(c);
-    _exit(s.dropped_metrics || s.lost_records ? 3 : 0);
+    return 0;
 }
 
+static int log_after(st_run *run, const void *arg)
+{
+    (void)arg;
+    st_log_param(run, "after", "full");
+    return 0;
+}
+
+/* A producer of points values of "m0" (paced at per_second), between the params "before" and
+ * "after"; the read end of the pipe its run id comes through goes to *id_fd. Exits 3 if
+ * anything was dropped or lost. */
+static pid_t producer(long points, long per_second, int *id_fd)
+{
+    struct producer_spec ps = {.experiment = "faults", .points = points, .keys = 1,
+                               .per_second = per_second, .lane_size = 128u << 20,
+                               .values = VALUES, .before = log_before, .after = log_after};
+    return producer_start(&ps, id_fd);
+}
+
+/* The run holds exactly points values of m0 and both params, and it finished. */
 static void expect_exact(const struct scratch *s, const char *run, long points)
 {
+    expect_history(s, run, 0, &VALUES, 0, points);
     char *out;
-    const char *args[] = {"metrics", run, "m0", "--format", "csv", NULL};
-    assert_int_equal(cli_run(s, &out, args), 0);
-    char *save, *line = strtok_r(out, "\n", &save);
-    long n = 0;
-    while ((line = strtok_r(NULL, "\n", &save))) {
-        long step;
-        long long ts;
-        double v;
-        if (sscanf(line, "%ld,%lld,%lf", &step, &ts, &v) != 3 || step != n || v != value_of(n))
-            fail_msg("point %ld reads '%s'", n, line);
-        n++;
-    }
-    if (n != points)
-        fail_msg("%ld points stored, %ld logged", n, points);
-    free(out);
     const char *show[] = {"runs", "show", run, "--json", NULL};
     assert_int_equal(cli_run(s, &out, show), 0);
     assert_non_null(strstr(out, "\"before\""));
@@ -105,15 +73,11 @@ static void a_full_map_is_grown_and_nothing_is_lost(void **state)
     long points = 2000000; /* ~16 MB of blocks into a 1 MiB map: several growths */
     const char *extra[] = {"--map-size", "1", NULL};
     pid_t agent = agent_start(&s, extra);
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t prod = producer(points, 0, p[1]);
-    close(p[1]);
+    int fd;
+    pid_t prod = producer(points, 0, &fd);
     char run[33];
-    assert_int_equal(read(p[0], run, 33), 33);
-    close(p[0]);
-    int st = wait_for(prod, 120000);
-    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    read_run_id(fd, run);
+    producer_wait_ok(prod, 120000);
     assert_int_equal(agent_stop(&s, agent), 0);
     expect_exact(&s, run, points);
     scratch_remove(&s);
@@ -131,13 +95,10 @@ static void a_full_disk_stops_the_drain_until_space_returns(void **state)
     long points = 1500000; /* ~12 MB of blocks: it cannot fit in 3 MB */
     const char *extra[] = {"--map-size", "64", NULL};
     pid_t agent = agent_start(&s, extra);
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t prod = producer(points, 1000000, p[1]);
-    close(p[1]);
+    int fd;
+    pid_t prod = producer(points, 1000000, &fd);
     char run[33];
-    assert_int_equal(read(p[0], run, 33), 33);
-    close(p[0]);
+    read_run_id(fd, run);
     /* Let the disk fill and the agent hit it a few times; the ring (128 MiB) holds the rest. */
     for (int i = 0; i < 300; i++) {
         struct statvfs vfs;
@@ -150,8 +111,7 @@ static void a_full_disk_stops_the_drain_until_space_returns(void **state)
     assert_int_equal(waitpid(agent, &st, WNOHANG), 0); /* still alive, not crashed */
     /* Space returns: the agent must resume by itself. */
     assert_int_equal(mount("tmpfs", s.data, "tmpfs", MS_REMOUNT, "size=256m"), 0);
-    st = wait_for(prod, 120000);
-    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    producer_wait_ok(prod, 120000);
     assert_int_equal(agent_stop(&s, agent), 0);
     expect_exact(&s, run, points);
     if (umount(s.data) != 0)
@@ -181,15 +141,11 @@ static void a_ring_truncated_under_the_agent_is_dropped_and_the_agent_goes_on(vo
     int st;
     assert_int_equal(waitpid(agent, &st, WNOHANG), 0); /* it survived its SIGBUS */
     shmlog_arena_close(&a);
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t prod = producer(10000, 0, pfd[1]);
-    close(pfd[1]);
+    int fd;
+    pid_t prod = producer(10000, 0, &fd);
     char run[33];
-    assert_int_equal(read(pfd[0], run, 33), 33);
-    close(pfd[0]);
-    st = wait_for(prod, 60000);
-    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    read_run_id(fd, run);
+    producer_wait_ok(prod, 60000);
     assert_int_equal(agent_stop(&s, agent), 0);
     expect_exact(&s, run, 10000); /* other rings are drained as before */
     scratch_remove(&s);
@@ -242,15 +198,11 @@ static void a_foreign_file_in_the_ring_directory_is_refused_and_others_drain(voi
     write_junk(path, 1 << 20);
     snprintf(path, sizeof path, "%s/short.ring", s.rings);
     write_junk(path, 100);
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t prod = producer(20000, 0, pfd[1]);
-    close(pfd[1]);
+    int fd;
+    pid_t prod = producer(20000, 0, &fd);
     char run[33];
-    assert_int_equal(read(pfd[0], run, 33), 33);
-    close(pfd[0]);
-    int st = wait_for(prod, 60000);
-    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    read_run_id(fd, run);
+    producer_wait_ok(prod, 60000);
     assert_int_equal(agent_stop(&s, agent), 0);
     expect_exact(&s, run, 20000);
     scratch_remove(&s);

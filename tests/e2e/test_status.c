@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "proc.h"
+#include "common.h"
 
 #include <sidetrack.h>
 
@@ -24,16 +24,10 @@
 
 #define POINTS 1000
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* Forks a producer that logs POINTS metric points to a new run, writes the run id (33 bytes)
  * to *id_fd's pipe, then, with hold, waits until *hold_fd's pipe is closed before it ends its
  * run (its lane stays in use meanwhile). Exits 0, or >= 10 on a failure. */
-static pid_t producer_start(int *id_fd, int *hold_fd)
+static pid_t holding_producer_start(int *id_fd, int *hold_fd)
 {
     int p[2], h[2];
     assert_int_equal(pipe(p), 0);
@@ -69,19 +63,10 @@ static pid_t producer_start(int *id_fd, int *hold_fd)
     _exit(0);
 }
 
-static void read_run_id(int fd, char id[33])
-{
-    assert_int_equal(read(fd, id, 33), 33);
-    close(fd);
-    assert_int_equal(strlen(id), 32);
-}
-
 static void producer_finish(pid_t pid, int hold_fd)
 {
     close(hold_fd);
-    int st = wait_for(pid, 60000);
-    assert_true(st >= 0 && WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    producer_wait_ok(pid, 60000);
 }
 
 /* The value of "key": in the lane object of a JSON document that holds "pid": pid. */
@@ -105,7 +90,7 @@ static void status_without_an_agent_shows_waiting_records(void **state)
     struct scratch s;
     scratch_make(&s, "status-noagent");
     int id_fd, hold_fd;
-    pid_t prod = producer_start(&id_fd, &hold_fd);
+    pid_t prod = holding_producer_start(&id_fd, &hold_fd);
     char run[33];
     read_run_id(id_fd, run);
 
@@ -143,7 +128,7 @@ static void status_with_the_agent_shows_lanes_and_durability(void **state)
     const char *extra[] = {"--fsync-interval", "250", NULL};
     pid_t agent = agent_start(&s, extra);
     int id_fd, hold_fd;
-    pid_t prod = producer_start(&id_fd, &hold_fd);
+    pid_t prod = holding_producer_start(&id_fd, &hold_fd);
     char run[33];
     read_run_id(id_fd, run);
 
