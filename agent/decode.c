@@ -26,7 +26,9 @@ void decode_free(struct decoder *d)
 
 static const char *dup_str(struct decoder *d, const msgpack_object *o)
 {
-    if (o->type != MSGPACK_OBJECT_STR || memchr(o->via.str.ptr, 0, o->via.str.size))
+    /* msgpack-c gives an empty string a NULL ptr: memchr/memcpy must not see it */
+    if (o->type != MSGPACK_OBJECT_STR ||
+        (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size)))
         return NULL;
     if (d->nstrs == d->cap) {
         size_t ncap = d->cap ? d->cap * 2 : 16;
@@ -39,7 +41,8 @@ static const char *dup_str(struct decoder *d, const msgpack_object *o)
     char *s = malloc(o->via.str.size + 1);
     if (!s)
         return NULL;
-    memcpy(s, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size)
+        memcpy(s, o->via.str.ptr, o->via.str.size);
     s[o->via.str.size] = 0;
     d->strs[d->nstrs++] = s;
     return s;
@@ -71,6 +74,68 @@ static bool get_bin16(const msgpack_object *o, uint8_t out[16])
     if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != 16)
         return false;
     memcpy(out, o->via.bin.ptr, 16);
+    return true;
+}
+
+/* msgpack-c's unpacker allocates what a container header claims (an array32 header of 5 bytes
+ * can ask for 4 G objects, 64 GiB) before it finds that the items are missing. So the body is
+ * walked first, without allocating: every container must declare no more items than there
+ * are bytes left (an item takes one byte at least), which bounds what the unpacker allocates
+ * by the record's length. Returns false for a truncated or impossible object. */
+static bool body_sane(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pending > (uint64_t)(end - p))
+            return false;
+        uint8_t c = *p++;
+        uint64_t skip = 0, children = 0;
+        size_t w = 0; /* bytes of a length field */
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+        } else if (c <= 0x8f) {
+            children = 2u * (c & 0x0f);
+        } else if (c <= 0x9f) {
+            children = c & 0x0f;
+        } else if (c <= 0xbf) {
+            skip = c & 0x1f;
+        } else {
+            switch (c) {
+            case 0xc4: case 0xd9: w = 1; break;                 /* bin8, str8: n bytes */
+            case 0xc5: case 0xda: w = 2; break;
+            case 0xc6: case 0xdb: w = 4; break;
+            case 0xc7: w = 1; skip = 1; break;                 /* ext: n bytes + type */
+            case 0xc8: w = 2; skip = 1; break;
+            case 0xc9: w = 4; skip = 1; break;
+            case 0xca: skip = 4; break;
+            case 0xcb: skip = 8; break;
+            case 0xcc: case 0xcd: case 0xce: case 0xcf: skip = 1u << (c - 0xcc); break;
+            case 0xd0: case 0xd1: case 0xd2: case 0xd3: skip = 1u << (c - 0xd0); break;
+            case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+                skip = 1 + (1u << (c - 0xd4)); break;          /* fixext: type + data */
+            case 0xdc: case 0xde: w = 2; break;                 /* array16, map16 */
+            case 0xdd: case 0xdf: w = 4; break;                 /* array32, map32 */
+            default: return false;                              /* 0xc1 */
+            }
+        }
+        if (w) {
+            if ((size_t)(end - p) < w)
+                return false;
+            uint64_t n = 0;
+            for (size_t i = 0; i < w; i++)
+                n = n << 8 | *p++;
+            if (c == 0xdc || c == 0xdd)
+                children = n;
+            else if (c == 0xde || c == 0xdf)
+                children = 2 * n;
+            else
+                skip += n;
+        }
+        if (skip > (uint64_t)(end - p))
+            return false;
+        p += skip;
+        pending = pending - 1 + children;
+    }
     return true;
 }
 
@@ -204,7 +269,8 @@ int decode_record(struct decoder *d, const struct shmlog_rec *rec, uint32_t len,
     size_t off = 0;
     int r = -EBADMSG;
     /* Bodies are padded with zeros to 8 bytes: the object must be first, the rest zero. */
-    if (msgpack_unpack_next(&up, (const char *)body, body_len, &off) == MSGPACK_UNPACK_SUCCESS) {
+    if (body_sane(body, body_len) &&
+        msgpack_unpack_next(&up, (const char *)body, body_len, &off) == MSGPACK_UNPACK_SUCCESS) {
         bool tail_zero = true;
         for (size_t i = off; i < body_len; i++)
             tail_zero &= body[i] == 0;

@@ -4,10 +4,12 @@
 #
 #   1. installs the build and test packages (skipped when all are installed already, or with
 #      SIDETRACK_SKIP_APT=1);
-#   2. builds three trees, all with --werror:
+#   2. builds four trees, all with --werror:
 #        build-ci    plain (debugoptimized)                      -> every suite
 #        build-asan  AddressSanitizer + UndefinedBehaviorSanitizer -> every suite
 #        build-tsan  ThreadSanitizer, ring tests only (-Dtsan_only=true) -> suite ring
+#        build-fuzz  clang, the libFuzzer targets of tests/fuzz (-Dfuzz=true) -> suite fuzz
+#                    (each target 15 s on its seed corpus; see tests/fuzz/README.md)
 #   3. runs `meson test` in each and adds up meson's counts.
 #
 # The last line of the output is always `N passed, N failed, N skipped` (all builds together;
@@ -15,7 +17,8 @@
 # non-zero when anything failed.
 #
 # Environment: SIDETRACK_SKIP_APT=1 (no apt), SIDETRACK_TEST_JOBS (parallel tests, default:
-# the number of CPUs, at most 4), SIDETRACK_TEST_BUILDS (e.g. "ci tsan": a subset),
+# the number of CPUs, at most 4), SIDETRACK_TEST_BUILDS (e.g. "ci tsan": a subset; default
+# "ci asan tsan fuzz"),
 # RING_TEST_RECORDS (records per producer in the ring concurrency tests).
 set -uo pipefail
 
@@ -62,7 +65,7 @@ fi
 
 ncpu=$(nproc 2>/dev/null || echo 2)
 jobs=${SIDETRACK_TEST_JOBS:-$((ncpu < 4 ? ncpu : 4))}
-builds=${SIDETRACK_TEST_BUILDS:-"ci asan tsan"}
+builds=${SIDETRACK_TEST_BUILDS:-"ci asan tsan fuzz"}
 
 # ---- 3. build and test ------------------------------------------------------------------
 # setup DIR OPTIONS...: configures DIR with OPTIONS, reconfiguring an existing tree (a fresh
@@ -142,8 +145,14 @@ for b in $builds; do
             --buildtype=debugoptimized --werror \
             -Db_sanitize=thread -Db_lundef=false -Dtsan_only=true
         ;;
+    fuzz)
+        # libFuzzer needs clang; the sanitizers go on the fuzz executables only (their
+        # meson.build), so the rest of this tree is a plain clang build (also --werror).
+        CC=clang run_build build-fuzz build-fuzz "--suite fuzz" "" \
+            --buildtype=debugoptimized --werror -Dfuzz=true
+        ;;
     *)
-        echo "sidetrack: unknown build '$b' in SIDETRACK_TEST_BUILDS (ci, asan, tsan)" >&2
+        echo "sidetrack: unknown build '$b' in SIDETRACK_TEST_BUILDS (ci, asan, tsan, fuzz)" >&2
         total_fail=$((total_fail + 1))
         summaries+=("$b: unknown build")
         ;;
