@@ -50,13 +50,19 @@ uint64_t agent_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int mkdir_mode(const char *dir, mode_t mode)
+/* Queues a lane record for deletion in the next pass's transaction. */
+static int pend_dead_id(const uint8_t id[STORE_LANE_ID_LEN])
 {
-    if (mkdir(dir, mode) == 0) {
-        chmod(dir, mode);
-        return 0;
+    if (pend.nids == pend.idcap) {
+        size_t n = pend.idcap ? pend.idcap * 2 : 16;
+        void *p = realloc(pend.dead_ids, n * sizeof *pend.dead_ids);
+        if (!p)
+            return -ENOMEM;
+        pend.dead_ids = p;
+        pend.idcap = n;
     }
-    return errno == EEXIST ? 0 : -errno;
+    memcpy(pend.dead_ids[pend.nids++], id, STORE_LANE_ID_LEN);
+    return 0;
 }
 
 static int take_lock(const char *dir, int *fd_out, char *err, size_t errlen)
@@ -723,6 +729,20 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
     return n;
 }
 
+/* Forgets ring k: its lanes' state, its mapping, its place in the list. */
+static void arena_remove(struct agent *a, size_t k)
+{
+    struct arena_state *as = a->arenas[k];
+    for (uint32_t i = 0; i < as->arena.lane_count; i++)
+        if (as->lanes[i].adopted)
+            lane_forget(&as->lanes[i]);
+    free(as->lanes);
+    shmlog_arena_close(&as->arena);
+    free(as);
+    memmove(&a->arenas[k], &a->arenas[k + 1], (a->narenas - k - 1) * sizeof *a->arenas);
+    a->narenas--;
+}
+
 /* ---- a ring cut short under the agent ----------------------------------------------------
  * Ring files belong to their users, who can truncate them while the agent has them mapped:
  * the next read of a page past the new end raises SIGBUS. The agent reads ring memory only in
@@ -741,18 +761,10 @@ static void on_sigbus(int sig)
 
 static void arena_drop(struct agent *a, size_t k)
 {
-    struct arena_state *as = a->arenas[k];
     agent_log("error", "ring %s was truncated or damaged while mapped (SIGBUS); dropped: what "
                        "its producers had not yet stored is lost",
-              as->arena.path);
-    for (uint32_t i = 0; i < as->arena.lane_count; i++)
-        if (as->lanes[i].adopted)
-            lane_forget(&as->lanes[i]);
-    free(as->lanes);
-    shmlog_arena_close(&as->arena);
-    free(as);
-    memmove(&a->arenas[k], &a->arenas[k + 1], (a->narenas - k - 1) * sizeof *a->arenas);
-    a->narenas--;
+              a->arenas[k]->arena.path);
+    arena_remove(a, k);
 }
 
 /* ---- after the commit ------------------------------------------------------------------ */
@@ -808,15 +820,8 @@ static void lanes_committed(struct agent *a)
             char path[4200];
             if (shmlog_spill_path(&as->arena, i, ls->gen, path, sizeof path) == 0)
                 unlink(path);
-            if (pend.nids == pend.idcap) {
-                size_t n = pend.idcap ? pend.idcap * 2 : 16;
-                void *p = realloc(pend.dead_ids, n * sizeof *pend.dead_ids);
-                if (!p)
-                    continue; /* the record stays; the startup cleanup removes it */
-                pend.dead_ids = p;
-                pend.idcap = n;
-            }
-            memcpy(pend.dead_ids[pend.nids++], ls->id, STORE_LANE_ID_LEN);
+            /* Without memory the record stays; the startup cleanup removes it. */
+            pend_dead_id(ls->id);
             lane_forget(ls);
         }
     }
@@ -1078,11 +1083,7 @@ void agent_scan(struct agent *a)
         }
         if (a->opt.verbose)
             agent_log("info", "ring %s is gone and idle: unmapped", as->arena.path);
-        free(as->lanes);
-        shmlog_arena_close(&as->arena);
-        free(as);
-        memmove(&a->arenas[k], &a->arenas[k + 1], (a->narenas - k - 1) * sizeof *a->arenas);
-        a->narenas--;
+        arena_remove(a, k);
     }
     a->last_scan_ns = agent_now_ns();
 }
@@ -1120,16 +1121,7 @@ static int cleanup_stale_lane(const uint8_t id[STORE_LANE_ID_LEN], const struct 
         if (shmlog_spill_path(ar, lane, gen, path, sizeof path) == 0)
             unlink(path);
     }
-    if (pend.nids == pend.idcap) {
-        size_t n = pend.idcap ? pend.idcap * 2 : 16;
-        void *p = realloc(pend.dead_ids, n * sizeof *pend.dead_ids);
-        if (!p)
-            return -ENOMEM;
-        pend.dead_ids = p;
-        pend.idcap = n;
-    }
-    memcpy(pend.dead_ids[pend.nids++], id, STORE_LANE_ID_LEN);
-    return 0;
+    return pend_dead_id(id);
 }
 
 int agent_init(struct agent *a, const struct agent_options *opt, char *err, size_t errlen)
@@ -1139,18 +1131,18 @@ int agent_init(struct agent *a, const struct agent_options *opt, char *err, size
     a->lock_fd = -1;
     a->inotify_fd = -1;
     int r;
-    if ((r = mkdir_mode(opt->data_dir, 0755)) < 0) {
+    if ((r = shmlog_mkdir(opt->data_dir, 0755)) < 0) {
         snprintf(err, errlen, "cannot create data directory %s: %s", opt->data_dir, strerror(-r));
         return r;
     }
-    if ((r = mkdir_mode(opt->ring_dir, 01777)) < 0) {
+    if ((r = shmlog_mkdir(opt->ring_dir, 01777)) < 0) {
         snprintf(err, errlen, "cannot create ring directory %s: %s", opt->ring_dir, strerror(-r));
         return r;
     }
     if ((r = take_lock(opt->data_dir, &a->lock_fd, err, errlen)) < 0)
         return r;
     snprintf(a->spool_dir, sizeof a->spool_dir, "%s/spool", opt->data_dir);
-    if ((r = mkdir_mode(a->spool_dir, 01777)) < 0) {
+    if ((r = shmlog_mkdir(a->spool_dir, 01777)) < 0) {
         snprintf(err, errlen, "cannot create spool directory %s: %s", a->spool_dir, strerror(-r));
         return r;
     }
@@ -1192,15 +1184,9 @@ int agent_init(struct agent *a, const struct agent_options *opt, char *err, size
 
 void agent_fini(struct agent *a)
 {
-    for (size_t k = 0; k < a->narenas; k++) {
-        struct arena_state *as = a->arenas[k];
-        for (uint32_t i = 0; i < as->arena.lane_count; i++)
-            if (as->lanes[i].adopted)
-                lane_forget(&as->lanes[i]);
-        atomic_store(&as->arena.hdr->agent_pid, 0);
-        free(as->lanes);
-        shmlog_arena_close(&as->arena);
-        free(as);
+    while (a->narenas) {
+        atomic_store(&a->arenas[a->narenas - 1]->arena.hdr->agent_pid, 0);
+        arena_remove(a, a->narenas - 1);
     }
     free(a->arenas);
     series_free_all(a);

@@ -90,7 +90,7 @@ int st__artifact_spool(struct st_client *c, const char *local_path, char *name, 
     }
     char dir[4200];
     spool_dir_of(c, dir, sizeof dir);
-    if ((r = st__mkdir_shared(dir)) < 0)
+    if ((r = shmlog_mkdir(dir, 01777)) < 0)
         goto out_in;
     uint8_t rnd[12];
     if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {

@@ -68,15 +68,6 @@ static const char *env_or(const char *name, const char *fallback)
     return v && *v ? v : fallback;
 }
 
-int st__mkdir_shared(const char *dir)
-{
-    if (mkdir(dir, 01777) == 0) {
-        chmod(dir, 01777); /* umask must not narrow a directory every user writes into */
-        return 0;
-    }
-    return errno == EEXIST ? 0 : -errno;
-}
-
 int st_open(st_client **out, const st_options *opts)
 {
     if (!out)
@@ -88,7 +79,7 @@ int st_open(st_client **out, const st_options *opts)
         return -ENOMEM;
     snprintf(c->ring_dir, sizeof c->ring_dir, "%s",
              opts && opts->ring_dir ? opts->ring_dir : env_or("SIDETRACK_RING_DIR", ST_DEFAULT_RING_DIR));
-    int r = st__mkdir_shared(c->ring_dir);
+    int r = shmlog_mkdir(c->ring_dir, 01777);
     if (r < 0) {
         free(c);
         return r;

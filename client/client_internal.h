@@ -61,7 +61,6 @@ struct st_run {
 
 struct st_lane *st__lane_get_slow(struct st_client *c);
 void st__lane_thread_exit(void *lane);
-int st__mkdir_shared(const char *dir);
 int64_t st__now_ms(void);
 struct st_enc;
 int st__log_record(struct st_run *run, uint8_t type, const struct st_enc *e);

@@ -229,6 +229,15 @@ void shmlog_arena_close(struct shmlog_arena *a)
     a->fd = -1;
 }
 
+int shmlog_mkdir(const char *dir, mode_t mode)
+{
+    if (mkdir(dir, mode) == 0) {
+        chmod(dir, mode); /* umask must not narrow a directory every user writes into */
+        return 0;
+    }
+    return errno == EEXIST ? 0 : -errno;
+}
+
 int shmlog_spill_path(const struct shmlog_arena *a, uint32_t lane, uint32_t gen, char *buf,
                       size_t len)
 {

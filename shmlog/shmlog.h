@@ -167,6 +167,9 @@ static inline uint8_t *shmlog_lane_data(const struct shmlog_arena *a, uint32_t i
     size_t first = (SHMLOG_HDR_SIZE + ctl_bytes + 4095) & ~(size_t)4095;
     return a->base + first + (size_t)i * a->lane_size;
 }
+/* Makes a directory with exactly this mode (01777 for the ring and spool directories that
+ * every user writes into), whatever the umask; an existing one is left as it is. */
+int shmlog_mkdir(const char *dir, mode_t mode);
 /* The spill file of lane i in generation gen: "<arena path>.<i>.<gen>.spill". */
 int shmlog_spill_path(const struct shmlog_arena *a, uint32_t lane, uint32_t gen, char *buf,
                       size_t len);
