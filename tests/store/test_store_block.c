@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -14,20 +15,7 @@
 #include <string.h>
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static uint64_t bits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, 8);
-    return u;
-}
+static uint64_t rnd(void) { return xorshift64(&rng); }
 
 static double from_bits(uint64_t u)
 {
@@ -73,7 +61,7 @@ static void assert_same_points(const struct store_point *a, const struct store_p
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(a[i].step, b[i].step);
         assert_int_equal(a[i].ts_ms, b[i].ts_ms);
-        assert_int_equal(bits(a[i].value), bits(b[i].value));
+        assert_int_equal(dbl_bits(a[i].value), dbl_bits(b[i].value));
     }
 }
 
@@ -134,7 +122,7 @@ static void block_header_tracks_count_and_last_point(void **state)
     assert_int_equal(le64(blk + 8), 7);
     assert_int_equal(le64(blk + 16), 9);
     assert_int_equal(le64(blk + 24), 1010);
-    assert_int_equal(le64(blk + 32), bits(-2.25));
+    assert_int_equal(le64(blk + 32), dbl_bits(-2.25));
 }
 
 static void block_point_with_equal_value_takes_three_bytes(void **state)

@@ -16,20 +16,7 @@
 #include <string.h>
 
 static uint64_t rng = 88172645463325252ull;
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static uint64_t bits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, 8);
-    return u;
-}
+static uint64_t rnd(void) { return xorshift64(&rng); }
 
 struct collect {
     struct store_point *pts;
@@ -63,7 +50,7 @@ static void assert_history(struct store *s, const uint8_t run[16], const char *k
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(c.pts[i].step, want[i].step);
         assert_int_equal(c.pts[i].ts_ms, want[i].ts_ms);
-        assert_int_equal(bits(c.pts[i].value), bits(want[i].value));
+        assert_int_equal(dbl_bits(c.pts[i].value), dbl_bits(want[i].value));
     }
     if (out)
         *out = c;

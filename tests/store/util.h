@@ -17,4 +17,22 @@ void run_id(uint8_t id[16], uint8_t b, uint8_t n);
 /* Writes len bytes of data to path; 0 or -errno. */
 int write_file(const char *path, const void *data, size_t len);
 
+/* xorshift64: a fast reproducible stream; each test file keeps its own seed in *state. */
+static inline uint64_t xorshift64(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
+/* The bits of a double, to compare NaNs, -0.0 and infinities exactly. */
+static inline uint64_t dbl_bits(double d)
+{
+    uint64_t u;
+    __builtin_memcpy(&u, &d, sizeof u);
+    return u;
+}
+
 #endif
