@@ -491,6 +491,63 @@ int st_run_start_child(st_run *parent, const char *run_name, st_run **run)
     return run_new(parent->client, parent->experiment, run_name, parent, run);
 }
 
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int st_run_attach(st_client *c, const char *run_id, st_run **out)
+{
+    if (!c || !out || !run_id)
+        return -EINVAL;
+    *out = NULL;
+    uint8_t id[16];
+    for (int i = 0; i < 16; i++) {
+        int hi = hexval(run_id[2 * i]), lo = hi < 0 ? -1 : hexval(run_id[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -EINVAL;
+        id[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (run_id[32])
+        return -EINVAL;
+    st_run *run = calloc(1, sizeof *run);
+    if (!run || !(run->experiment = strdup("Default"))) {
+        free(run);
+        return -ENOMEM;
+    }
+    memcpy(run->id, id, 16);
+    for (int i = 0; i < 16; i++) {
+        run->id_hex[2 * i] = hexdig[id[i] >> 4];
+        run->id_hex[2 * i + 1] = hexdig[id[i] & 15];
+    }
+    run->client = c;
+    pthread_mutex_lock(&st_mu);
+    bool full = c->next_run_slot >= WIRE_MAX_RUNS;
+    if (!full)
+        run->slot = c->next_run_slot++;
+    pthread_mutex_unlock(&st_mu);
+    if (full) {
+        st_run_release(run);
+        return -ENOSPC;
+    }
+    *out = run; /* the RUNDEF goes out with the first record, as for any run new to a lane */
+    return 0;
+}
+
+void st_run_release(st_run *run)
+{
+    if (!run)
+        return;
+    free(run->experiment);
+    free(run);
+}
+
 const char *st_run_id(const st_run *run) { return run ? run->id_hex : NULL; }
 
 int st__log_record(st_run *run, uint8_t type, const struct st_enc *e)
@@ -670,8 +727,7 @@ int st_run_end(st_run *run, st_run_status status)
         st__enc_run_end(&e, run->slot, (unsigned)status, st__now_ms());
         lane_put(c, l, WIRE_RUN_END, &e);
     }
-    free(run->experiment);
-    free(run);
+    st_run_release(run);
     return 0;
 }
 

@@ -140,6 +140,18 @@ int st_run_start(st_client *client, const char *experiment, const char *run_name
 /** Same as st_run_start(), for a run nested in parent (MLflow's parent run id tag). */
 int st_run_start_child(st_run *parent, const char *run_name, st_run **run);
 
+/** Attaches to a run that another process started (a worker, a rank of a distributed job, a
+ * process started later), so that this process logs into it. No record is written until the
+ * first param, tag or metric; the agent accepts the records only if the run is this user's.
+ * @param[in] run_id 32 hex digits, as st_run_id() gives them.
+ * @param[out] run handle; release it with st_run_release() (the run goes on) or st_run_end().
+ * @return 0, -EINVAL (not 32 hex digits), -ENOMEM, -ENOSPC past 262,144 runs. */
+int st_run_attach(st_client *client, const char *run_id, st_run **run);
+
+/** Frees a run handle without ending the run (others may still log into it). NULL is
+ * accepted. */
+void st_run_release(st_run *run);
+
 /** The run's id: 32 lowercase hex digits, valid until st_run_end(). */
 const char *st_run_id(const st_run *run);
 
