@@ -336,6 +336,29 @@ static PyObject *Client_run_attach(ClientObject *self, PyObject *arg)
     return (PyObject *)run_wrap(self, run);
 }
 
+/* Hands a point to the Python hook. Returns 1 with *out set, 0 when the hook queued the
+ * point, -1 on error. */
+static int call_value_hook(RunObject *self, PyObject *key, PyObject *v, PyObject *step,
+                           PyObject *ts, double *out)
+{
+    if (!value_hook) {
+        PyErr_Format(PyExc_TypeError, "metric value must be a number, not %.100s",
+                     Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    PyObject *res = PyObject_CallFunctionObjArgs(value_hook, (PyObject *)self, key, v,
+                                                 step ? step : Py_None, ts ? ts : Py_None, NULL);
+    if (!res)
+        return -1;
+    if (res == Py_None) {
+        Py_DECREF(res);
+        return 0;
+    }
+    *out = PyFloat_AsDouble(res);
+    Py_DECREF(res);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 1;
+}
+
 /* Reads a metric value. Returns 1 with *out set, 0 when the hook took the point over, -1 on
  * error. */
 static int value_get(RunObject *self, PyObject *key, PyObject *v, PyObject *step, PyObject *ts,
@@ -359,21 +382,7 @@ static int value_get(RunObject *self, PyObject *key, PyObject *v, PyObject *step
             Py_DECREF(f);
             return 1;
         }
-    if (!value_hook) {
-        PyErr_Format(PyExc_TypeError, "metric value must be a number, not %.100s", t->tp_name);
-        return -1;
-    }
-    PyObject *res = PyObject_CallFunctionObjArgs(value_hook, (PyObject *)self, key, v,
-                                                 step ? step : Py_None, ts ? ts : Py_None, NULL);
-    if (!res)
-        return -1;
-    if (res == Py_None) {
-        Py_DECREF(res);
-        return 0;
-    }
-    *out = PyFloat_AsDouble(res);
-    Py_DECREF(res);
-    return *out == -1.0 && PyErr_Occurred() ? -1 : 1;
+    return call_value_hook(self, key, v, step, ts, out);
 }
 
 static inline int int64_get(PyObject *o, int64_t *out, const char *what)
@@ -429,29 +438,11 @@ static inline PyObject *run_log_metric(RunObject *self, PyObject *key, PyObject 
     if (__builtin_expect(PyFloat_CheckExact(value) && !key_pending(cl, k), 1)) {
         d = PyFloat_AS_DOUBLE(value);
     } else {
-        int g = key_pending(cl, k) ? 0 : value_get(self, key, value, step, ts, &d);
-        if (g < 0)
-            return NULL;
-        if (g == 0 && key_pending(cl, k)) {
-            /* Points of this key wait off the thread: this one queues behind them. */
-            if (!value_hook) {
-                PyErr_SetString(SidetrackError, "points are pending but no hook is set");
-                return NULL;
-            }
-            PyObject *res = PyObject_CallFunctionObjArgs(
-                value_hook, (PyObject *)self, key, value, step ? step : Py_None,
-                ts ? ts : Py_None, NULL);
-            if (!res)
-                return NULL;
-            if (res == Py_None)
-                return res;
-            d = PyFloat_AsDouble(res);
-            Py_DECREF(res);
-            if (d == -1.0 && PyErr_Occurred())
-                return NULL;
-        } else if (g == 0) {
-            Py_RETURN_NONE;
-        }
+        /* A key with points queued off the thread: this one queues behind them. */
+        int g = key_pending(cl, k) ? call_value_hook(self, key, value, step, ts, &d)
+                                   : value_get(self, key, value, step, ts, &d);
+        if (g <= 0)
+            return g < 0 ? NULL : Py_NewRef(Py_None);
         if (!self->run) /* the hook may have run Python code that ended the run */
             return raise_st(ST_EENDED, "run", self->id);
     }
