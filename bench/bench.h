@@ -12,6 +12,7 @@
 struct bench_opts {
     uint64_t ops;  /* 0: the scenario's default */
     bool quick;    /* small sizes: a smoke test of a few seconds */
+    bool cuda;     /* python: also the CUDA training-loop scenario */
 };
 
 /* Scenarios. Each prints one JSON object per line and returns 0, or 1 when it could not run
@@ -20,6 +21,7 @@ int bench_ring(const struct bench_opts *o);     /* "ring": one producer thread *
 int bench_ring_mt(const struct bench_opts *o);  /* "ring-mt": two producer threads */
 int bench_e2e(const struct bench_opts *o);      /* "e2e" and "e2e-window100" */
 int bench_e2e_window(const struct bench_opts *o); /* "e2e-window100" alone */
+int bench_python(const struct bench_opts *o);   /* "python": python -m sidetrack.bench */
 
 /* ---- time -------------------------------------------------------------------------- */
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */

@@ -23,6 +23,9 @@ static const struct scenario scenarios[] = {
      "producer process -> sidetrackd -> store, durable (--fsync-interval 0), then\n"
      "                  again as e2e-window100 (--fsync-interval 100); default 10,000,000 points"},
     {"e2e-window100", bench_e2e_window, false, "the second half of e2e alone"},
+    {"python", bench_python, false,
+     "the Python package: log_metric with a float, a numpy scalar and a tensor beside\n"
+     "                  list.append (python -m sidetrack.bench; --cuda adds a GPU training loop)"},
 };
 #define NSCENARIOS (sizeof scenarios / sizeof *scenarios)
 
@@ -37,7 +40,7 @@ static size_t scenario_index(const char *name)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: sidetrack-bench [SCENARIO...] [--ops N] [--quick]\n"
+            "Usage: sidetrack-bench [SCENARIO...] [--ops N] [--quick] [--cuda]\n"
             "\n"
             "Measures libsidetrack's log call and the agent's drain into the store, and prints\n"
             "one JSON object per line: first the machine, then one per scenario, with at least\n"
@@ -53,10 +56,12 @@ static void usage(FILE *f)
             "Options:\n"
             "  --ops N         calls (ring) or metric points (e2e) per scenario\n"
             "  --quick         small sizes, a few seconds in all (a smoke test)\n"
+            "  --cuda          python: also time a CUDA training loop that logs its loss\n"
             "  -h, --help      show this help\n"
             "\n"
             "sidetrackd is taken from $SIDETRACK_AGENT, else next to this program (the build\n"
-            "tree's agent/ or an installation's sbin/), else the PATH. See docs/benchmarks.md.\n");
+            "tree's agent/ or an installation's sbin/), else the PATH. The python scenario runs\n"
+            "$SIDETRACK_PYTHON, else /usr/bin/python3. See docs/benchmarks.md.\n");
 }
 
 static int parse_ops(const char *s, uint64_t *out)
@@ -83,6 +88,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--quick")) {
             o.quick = true;
+            continue;
+        }
+        if (!strcmp(a, "--cuda")) {
+            o.cuda = true;
             continue;
         }
         if (!strcmp(a, "--ops") || !strncmp(a, "--ops=", 6)) {
