@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       liblmdb-dev lmdb-utils libmsgpack-dev libzmq3-dev libcurl4-openssl-dev libssl-dev
       libcmocka-dev python3 python3-dev ca-certificates
-      python3-mesonpy python3-venv python3-pytest python3-numpy)
+      python3-mesonpy python3-venv python3-pytest python3-numpy python3-torch
+      python3-dask python3-distributed python3-matplotlib git)
 if [ "${SIDETRACK_SKIP_APT:-0}" = 1 ]; then
   echo "== packages: skipped (SIDETRACK_SKIP_APT=1)"
   exit 0

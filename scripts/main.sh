@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-[ -d build ] || meson setup build --buildtype=release >/dev/null
+[ -d build ] || meson setup build --buildtype=release -Dpython=/usr/bin/python3 >/dev/null
 ninja -C build >/dev/null
 
 demo="$PWD/.scratch/demo"
@@ -22,8 +22,11 @@ build/agent/sidetrackd --verbose &
 agent=$!
 trap 'kill $agent 2>/dev/null || true; rm -rf "$SIDETRACK_RING_DIR"' EXIT
 
-echo "== training: 10,000 steps x 4 metrics, params, a tag and a checkpoint artifact"
+echo "== training (C): 10,000 steps x 4 metrics, params, a tag and a checkpoint artifact"
 run=$(build/examples/sidetrack-example-train --steps 10000)
+
+echo "== training (Python, PyTorch): 5 epochs, the loss logged every step as a tensor"
+pyrun=$(PYTHONPATH=build/python /usr/bin/python3 examples/train_torch.py --epochs 5)
 
 echo "== stopping the agent (it drains everything published, then fsyncs)"
 kill -TERM $agent
@@ -39,5 +42,8 @@ echo
 echo "== the first steps of train/loss"
 $cli metrics "$run" train/loss --format csv | head -6
 echo "..."
+echo
+echo "== the PyTorch run, read back from the store"
+$cli runs show "$pyrun"
 echo
 echo "Explore more: $cli --data $SIDETRACK_DATA --help"

@@ -6,11 +6,13 @@
 #      SIDETRACK_SKIP_APT=1);
 #   2. builds four trees, all with --werror:
 #        build-ci    plain (debugoptimized)                      -> every suite
-#        build-asan  AddressSanitizer + UndefinedBehaviorSanitizer -> every suite
+#        build-asan  AddressSanitizer + UndefinedBehaviorSanitizer -> every suite (the Python
+#                    suites with the ASan runtime preloaded into /usr/bin/python3)
 #        build-tsan  ThreadSanitizer, ring tests only (-Dtsan_only=true) -> suite ring
 #        build-fuzz  clang, the libFuzzer targets of tests/fuzz (-Dfuzz=true) -> suite fuzz
 #                    (each target 15 s on its seed corpus; see tests/fuzz/README.md)
-#   3. runs `meson test` in each and adds up meson's counts.
+#   3. runs `meson test` in each and adds up meson's counts (suite python: one meson test per
+#      pytest file, run by Debian's /usr/bin/python3, which python3-torch is built for).
 #
 # The last line of the output is always `N passed, N failed, N skipped` (all builds together;
 # a timeout counts as failed, and so does a build that did not build). The exit status is
@@ -134,23 +136,23 @@ for b in $builds; do
     case $b in
     ci)
         run_build build-ci build-ci "" "" \
-            --buildtype=debugoptimized --werror
+            --buildtype=debugoptimized --werror -Dpython=/usr/bin/python3
         ;;
     asan)
         run_build build-asan build-asan "" "--timeout-multiplier 2" \
-            --buildtype=debugoptimized --werror \
+            --buildtype=debugoptimized --werror -Dpython=/usr/bin/python3 \
             -Db_sanitize=address,undefined -Db_lundef=false
         ;;
     tsan)
         run_build build-tsan build-tsan "--suite ring" "--timeout-multiplier 2" \
             --buildtype=debugoptimized --werror \
-            -Db_sanitize=thread -Db_lundef=false -Dtsan_only=true
+            -Db_sanitize=thread -Db_lundef=false -Dtsan_only=true -Dpython_client=disabled
         ;;
     fuzz)
         # libFuzzer needs clang; the sanitizers go on the fuzz executables only (their
         # meson.build), so the rest of this tree is a plain clang build (also --werror).
         CC=clang run_build build-fuzz build-fuzz "--suite fuzz" "" \
-            --buildtype=debugoptimized --werror -Dfuzz=true
+            --buildtype=debugoptimized --werror -Dfuzz=true -Dpython_client=disabled
         ;;
     *)
         echo "sidetrack: unknown build '$b' in SIDETRACK_TEST_BUILDS (ci, asan, tsan, fuzz)" >&2

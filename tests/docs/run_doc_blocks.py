@@ -3,7 +3,10 @@
 
 A fenced block preceded by `<!-- doc-test -->` is a shell block: it runs with bash -e (not
 pipefail: `| head` must not fail a block, as it does not fail a reader). One preceded by
-`<!-- doc-test: c -->` is a C program: it is compiled against libsidetrack into ./train. The blocks of one file run in order in one scratch directory,
+`<!-- doc-test: c -->` is a C program: it is compiled against libsidetrack into ./train. One
+preceded by `<!-- doc-test: python -->` runs with the interpreter the package was built for
+($SIDETRACK_PYTHON, else /usr/bin/python3) and the build tree's package. The blocks of one
+file run in order in one scratch directory,
 with the build tree on PATH and a sidetrackd of its own on a scratch store and ring
 directory (started before the first block, stopped with SIGTERM after the last: it must
 exit 0). Usage: run_doc_blocks.py SOURCE_DIR BUILD_DIR
@@ -48,6 +51,9 @@ def run_file(src, build, md):
                            ("agent", "client/cli", "examples", "bench")) + ":" + env["PATH"]
     env["SIDETRACK_DATA"] = os.path.join(scratch, "data")
     env["SIDETRACK_RING_DIR"] = os.path.join(scratch, "ring")
+    env["PYTHONPATH"] = os.path.join(build, "python") + (
+        ":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("SIDETRACK_RUN_ID", None)
     agent = subprocess.Popen([os.path.join(build, "agent", "sidetrackd")], env=env, cwd=scratch)
     lock = os.path.join(env["SIDETRACK_DATA"], "agent.lock")
     for _ in range(1000):  # up once its pid is in the lock file
@@ -66,6 +72,10 @@ def run_file(src, build, md):
                        "-I" + os.path.join(src, "client", "include"),
                        "-L" + os.path.join(build, "client"), "-lsidetrack", "-lm",
                        "-Wl,-rpath," + os.path.join(build, "client")]
+            elif kind == "python":
+                pyfile = os.path.join(scratch, "example.py")
+                open(pyfile, "w").write(body)
+                cmd = [os.environ.get("SIDETRACK_PYTHON", "/usr/bin/python3"), pyfile]
             else:
                 cmd = ["bash", "-e", "-c", body]
             p = subprocess.run(cmd, env=env, cwd=scratch, capture_output=True, text=True,
