@@ -79,7 +79,7 @@ class ActiveRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
+        if exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None)):
             status = "FINISHED"
         elif issubclass(exc_type, KeyboardInterrupt):
             status = "KILLED"
@@ -268,6 +268,10 @@ def _end(run: ActiveRun, status: str) -> None:
             else:
                 os.environ[RUN_ID_ENV] = run._saved_env
         if run._handle.ended:
+            return
+        if run._pid != os.getpid():
+            # A forked child leaving the parent's `with` block: the run is the parent's to end.
+            run._handle.release()
             return
         if run.world_size > 1 and run.rank != 0 and not run._owns:
             _get_client().set_key_suffix(None)

@@ -55,6 +55,29 @@ def test_os_fork_child_logs_into_the_parents_run(node):
     node.wait_metric(run.run_id, "after_fork", 1)
 
 
+def test_forked_child_leaving_the_with_block_does_not_end_the_run(node):
+    with sidetrack.start_run(capture_context=False) as run:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                # The child runs on through the parent's `with` block and exits with an error:
+                # the block's end in the child must not end (or fail) the parent's run.
+                with sidetrack.active_run():
+                    sidetrack.log_metric("child_alive", 1.0)
+                    raise SystemExit(3)
+            except SystemExit:
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        node.wait_metric(run.run_id, "child_alive", 1)
+        assert node.show(run.run_id)["info"]["status"] == "RUNNING"
+    assert node.wait_run(run.run_id, lambda s: s["info"]["status"] != "RUNNING")[
+        "info"]["status"] == "FINISHED"
+
+
 def _pool_task(i):
     sidetrack.log_metric("pool", float(i), step=i)
     return os.getpid()
