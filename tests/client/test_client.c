@@ -254,6 +254,38 @@ static void each_call_puts_its_record_in_the_ring(void **state)
     st_close(c);
 }
 
+static void another_process_attaches_to_a_run_by_id(void **state)
+{
+    (void)state;
+    fresh_ring();
+    st_client *c = open_client();
+    st_run *run, *att;
+    assert_int_equal(st_run_attach(c, "0123", &att), -EINVAL);           /* too short */
+    assert_int_equal(st_run_attach(c, "0123456789abcdef0123456789abcdeg", &att), -EINVAL);
+    assert_int_equal(st_run_attach(c, "0123456789abcdef0123456789abcdef0", &att), -EINVAL);
+    assert_int_equal(st_run_start(c, "exp", "r", &run), 0);
+    char id[33];
+    strcpy(id, st_run_id(run));
+    for (char *p = id; *p; p++) /* upper case is accepted, given back in lower case */
+        if (*p >= 'a' && *p <= 'f')
+            *p = (char)(*p - 'a' + 'A');
+    assert_int_equal(st_run_attach(c, id, &att), 0);
+    assert_string_equal(st_run_id(att), st_run_id(run));
+    st_key k;
+    assert_int_equal(st_key_intern(c, "m", &k), 0);
+    assert_int_equal(st_log_metric(att, k, 1.0, 1), 0);
+    st_run_release(att); /* no RUN_END: the run goes on */
+    st_run_release(NULL);
+    assert_int_equal(st_run_end(run, ST_RUN_FINISHED), 0);
+    struct seen sn;
+    read_ring(&sn);
+    assert_int_equal(sn.types[WIRE_RUN_START], 1); /* the attach wrote none */
+    assert_int_equal(sn.types[WIRE_RUNDEF], 2);    /* one per handle's slot */
+    assert_int_equal(sn.types[WIRE_RUN_END], 1);
+    assert_int_equal(sn.metric_count, 1);
+    st_close(c);
+}
+
 static st_run *thread_run;
 static st_key thread_key;
 static pthread_barrier_t all_logged;
@@ -455,6 +487,7 @@ int main(void)
         cmocka_unit_test(values_and_names_are_bounded),
         cmocka_unit_test(every_error_code_has_a_sentence),
         cmocka_unit_test(each_call_puts_its_record_in_the_ring),
+        cmocka_unit_test(another_process_attaches_to_a_run_by_id),
         cmocka_unit_test(each_thread_gets_its_own_lane),
         cmocka_unit_test(a_thread_that_exits_hands_its_lane_to_the_next),
         cmocka_unit_test(a_forked_child_logs_into_a_lane_of_its_own),
