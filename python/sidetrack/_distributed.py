@@ -1,4 +1,5 @@
-"""Which rank of a distributed job this process is, and one run id shared by all ranks.
+"""Which rank of a distributed job this process is, and one run id shared by all ranks
+(through the process group's key-value store: rank 0 writes, the others read; no collective).
 
 torch.distributed is looked at only if the program imported torch itself: sidetrack never
 imports torch on its own. Launchers (torchrun, Lightning, accelerate, SLURM wrappers) set RANK
@@ -6,6 +7,7 @@ and WORLD_SIZE, which are used when the process group is not initialised yet.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from typing import Optional, Tuple
@@ -39,13 +41,42 @@ def rank_and_size() -> Tuple[int, int]:
     return rank, size
 
 
-def share_run_id(run_id: Optional[str]) -> Optional[str]:
-    """Rank 0's run id on every rank, through the process group (a collective: every rank
-    calls start_run at the same point, as SPMD code does). None when there is no initialised
-    process group to share it through."""
+_slots: dict = {}
+
+
+def next_slot(experiment: Optional[str], run_name: Optional[str]) -> str:
+    """The store key for this process's next top-level run of that experiment and name: the
+    n-th such start_run on every rank names the same run."""
+    base = f"{experiment or ''}\x1f{run_name or ''}"
+    n = _slots.get(base, 0)
+    _slots[base] = n + 1
+    digest = hashlib.sha256(f"{base}\x1f{n}".encode()).hexdigest()[:24]
+    return f"sidetrack/run/{digest}"
+
+
+def _store():
     d = _dist()
     if d is None:
         return None
-    box = [run_id if d.get_rank() == 0 else None]
-    d.broadcast_object_list(box, src=0)
-    return box[0]
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()
+    except Exception:
+        return None
+
+
+def publish_run_id(slot: str, run_id: str) -> None:
+    """Rank 0: puts the run id where the other ranks look for it. Does not wait."""
+    st = _store()
+    if st is not None:
+        st.set(slot, run_id)
+
+
+def receive_run_id(slot: str) -> Optional[str]:
+    """Another rank: rank 0's run id for this slot, waiting for rank 0 to publish it (the
+    store's timeout applies). None without an initialised process group."""
+    st = _store()
+    if st is None:
+        return None
+    return st.get(slot).decode()

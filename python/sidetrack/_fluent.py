@@ -63,7 +63,6 @@ class ActiveRun:
         self._handle = handle
         self._owns = owns          # False: attached to a run that another process ends
         self._pid = os.getpid()
-        self._saved_env: Optional[str] = None
         self.rank = rank
         self.world_size = world_size
         self.info = SimpleNamespace(
@@ -130,8 +129,19 @@ def last_active_run() -> Optional[ActiveRun]:
         return _stack[-1] if _stack else _last
 
 
+_env_outer: Optional[str] = None  # $SIDETRACK_RUN_ID as it was before this process's runs
+
+
 def _sync_active() -> None:
+    """The C side's active run and $SIDETRACK_RUN_ID follow the top of the stack, whatever
+    order runs end in; with no run left, the variable is what it was before."""
     _sidetrack._set_active(_stack[-1]._handle if _stack else None)
+    if _stack:
+        os.environ[RUN_ID_ENV] = _stack[-1].run_id
+    elif _env_outer is None:
+        os.environ.pop(RUN_ID_ENV, None)
+    else:
+        os.environ[RUN_ID_ENV] = _env_outer
 
 
 def start_run(run_id: Optional[str] = None, experiment_id: Optional[str] = None,
@@ -157,7 +167,9 @@ def start_run(run_id: Optional[str] = None, experiment_id: Optional[str] = None,
 
     In a torch.distributed job (the process group initialised), rank 0 starts the run and
     the other ranks log into it: params and tags from rank 0 only, metrics from every rank,
-    those of rank r > 0 under "<key>/rank<r>". Every rank must call start_run (a collective).
+    those of rank r > 0 under "<key>/rank<r>". Rank 0 publishes the run id in the process
+    group's key-value store and never waits; another rank's start_run waits for it (so code
+    that runs on rank 0 only, like a framework's logger, may start runs freely).
     """
     if experiment_id is not None:
         raise InvalidArgument("start_run(experiment_id=...) is not supported: use "
@@ -181,11 +193,11 @@ def start_run(run_id: Optional[str] = None, experiment_id: Optional[str] = None,
         if run_id is None and not _stack and os.environ.get(RUN_ID_ENV):
             run_id, from_env = os.environ[RUN_ID_ENV], True
         if run_id is None and size > 1 and not nested:
-            shared = _distributed.share_run_id(None) if rank != 0 else None
+            slot = _distributed.next_slot(exp, run_name)
+            shared = _distributed.receive_run_id(slot) if rank != 0 else None
             if rank == 0:
-                handle = (client.run_start(exp, run_name, parent) if parent is not None
-                          else client.run_start(exp, run_name))
-                _distributed.share_run_id(handle.id)
+                handle = client.run_start(exp, run_name)
+                _distributed.publish_run_id(slot, handle.id)
             elif shared:
                 handle, owns = client.run_attach(shared), False
             else:  # no process group to share the id through: a run per rank
@@ -202,10 +214,11 @@ def start_run(run_id: Optional[str] = None, experiment_id: Optional[str] = None,
         run = ActiveRun(handle, experiment=exp, run_name=run_name,
                         parent_id=parent.id if parent is not None else None,
                         owns=owns, rank=rank, world_size=size)
+        if not _stack:
+            global _env_outer
+            _env_outer = os.environ.get(RUN_ID_ENV)
         _stack.append(run)
         _sync_active()
-        run._saved_env = os.environ.get(RUN_ID_ENV)
-        os.environ[RUN_ID_ENV] = handle.id
     if owns or rank == 0:
         _describe(run, tags, description, capture_context, fresh=run_id is None)
     if size > 1:
@@ -261,12 +274,7 @@ def _end(run: ActiveRun, status: str) -> None:
     with _lock:
         if run in _stack:
             _stack.remove(run)
-        _sync_active()
-        if os.environ.get(RUN_ID_ENV) == run.run_id:
-            if run._saved_env is None:
-                os.environ.pop(RUN_ID_ENV, None)
-            else:
-                os.environ[RUN_ID_ENV] = run._saved_env
+            _sync_active()
         if run._handle.ended:
             return
         if run._pid != os.getpid():

@@ -74,6 +74,24 @@ def test_nested_runs_carry_the_parent(node):
     assert s["tags"]["mlflow.parentRunId"] == parent.run_id
 
 
+def test_run_id_variable_follows_the_stack_whatever_the_end_order(node):
+    before = os.environ.get("SIDETRACK_RUN_ID")
+    a = sidetrack.start_run(capture_context=False)
+    b = sidetrack.start_run(nested=True)
+    c = sidetrack.start_run(nested=True)
+    assert os.environ["SIDETRACK_RUN_ID"] == c.run_id
+    a_run = a
+    from sidetrack import _fluent
+
+    _fluent._end(b, "FINISHED")  # out of order: b ends below c
+    assert os.environ["SIDETRACK_RUN_ID"] == c.run_id
+    sidetrack.end_run()  # c
+    assert sidetrack.active_run() is a_run
+    assert os.environ["SIDETRACK_RUN_ID"] == a.run_id
+    sidetrack.end_run()
+    assert os.environ.get("SIDETRACK_RUN_ID") == before
+
+
 def test_end_run_and_auto_start(node):
     sidetrack.end_run()  # no active run: nothing happens
     sidetrack.log_metric("auto", 1.0)  # MLflow starts a run on the first call

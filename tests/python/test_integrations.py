@@ -240,16 +240,17 @@ def test_start_owned_run_nests_under_the_active_run_and_ends_only_its_own(node):
 
 
 def test_start_owned_run_in_a_distributed_job_is_no_collective(node, monkeypatch):
-    # On rank 0 of a torch.distributed job, start_run() broadcasts the run id to the other
-    # ranks, which a logger running on rank 0 alone would wait on forever.
+    # On rank 0 of a torch.distributed job, a top-level start_run() shares its run with the
+    # other ranks; a logger's run on rank 0 alone is its own, shared with no one.
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     assert _distributed.rank_and_size() == (0, 2)
 
-    def collective(run_id):
-        raise AssertionError("start_owned_run called a collective")
+    def shared(*args):
+        raise AssertionError("start_owned_run shared its run with the other ranks")
 
-    monkeypatch.setattr(_distributed, "share_run_id", collective)
+    monkeypatch.setattr(_distributed, "publish_run_id", shared)
+    monkeypatch.setattr(_distributed, "receive_run_id", shared)
     run = _common.start_owned_run(run_name="rank0-only", experiment_name="pytest-integrations")
     assert run.info.parent_run_id is None
     _common.end_owned_run(run, "FINISHED")

@@ -164,6 +164,10 @@ def _rank_main(rank, world, port, q):
             st.log_metric("loss", rank + i / 100, step=i)
         dist.barrier()
         q.put((rank, run.run_id, run.rank, run.world_size))
+    if rank == 0:  # code on rank 0 alone (a framework's logger) may start runs: no waiting
+        with st.start_run(run_name="rank0-only", capture_context=False) as solo:
+            st.log_metric("solo", 1.0)
+        q.put(("solo", solo.run_id))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -180,11 +184,14 @@ def test_torch_distributed_ranks_share_one_run(node):
     ps = [ctx.Process(target=_rank_main, args=(r, 2, port, q)) for r in range(2)]
     for p in ps:
         p.start()
-    got = sorted(q.get(timeout=180) for _ in ps)
+    got = [q.get(timeout=180) for _ in range(3)]
     for p in ps:
         p.join(60)
         assert p.exitcode == 0
-    (r0, id0, rk0, ws0), (r1, id1, rk1, ws1) = got
+    solo = [g[1] for g in got if g[0] == "solo"]
+    (r0, id0, rk0, ws0), (r1, id1, rk1, ws1) = sorted(g for g in got if g[0] != "solo")
+    assert len(solo) == 1 and solo[0] != id0
+    node.wait_metric(solo[0], "solo", 1)
     assert id0 == id1 and (rk0, rk1) == (0, 1) and ws0 == ws1 == 2
     s = node.wait_run(id0, lambda s: s["info"]["status"] == "FINISHED"
                       and {"loss", "loss/rank1"} <= {m["key"] for m in s["metrics"]})

@@ -180,9 +180,9 @@ def start_owned_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, 
     """Starts the run an integration owns, from one process (rank 0 of a distributed job).
 
     nested defaults to "is a run active": the new run is then a child of it. In a
-    torch.distributed job a plain start_run() is a collective that every rank must call, while
-    framework loggers and callbacks run on rank 0 only; so there the run is started with
-    nested=True, which with no active run starts an ordinary run without the collective."""
+    torch.distributed job framework loggers and callbacks run on rank 0 only, and the run is
+    theirs alone: it is started with nested=True, which with no active run starts an ordinary
+    run, not one shared with the other ranks."""
     if nested is None:
         nested = sidetrack.active_run() is not None
     if not nested and _distributed.rank_and_size()[1] > 1:
@@ -200,16 +200,6 @@ def end_owned_run(run: Optional["sidetrack.ActiveRun"], status: str = "FINISHED"
     $SIDETRACK_RUN_ID named) is released, not ended, as start_run's runs always are."""
     if run is None:
         return
-    with _fluent._lock:
-        # start_run keeps $SIDETRACK_RUN_ID as a chain: each run saved the value it replaced
-        # (its parent's id) and puts it back when it ends. _end() handles runs ended in stack
-        # order only; a run ended below the top (the user started one inside it) would leave
-        # the one above it restoring this ended run's id. Link that one past it.
-        if run in _fluent._stack:
-            i = _fluent._stack.index(run)
-            for above in _fluent._stack[i + 1:]:
-                if above._saved_env == run.run_id:
-                    above._saved_env = run._saved_env
     _fluent._end(run, status)
 
 
