@@ -130,6 +130,35 @@ run_build() {
     total_fail=$((total_fail + failed))
     total_skip=$((total_skip + skip))
     summaries+=("$name: $pass passed, $failed failed, $skip skipped (build $((t1 - t0)) s, tests $((t2 - t1)) s)")
+    pytest_detail "$name" "$dir"
+}
+
+# pytest_detail NAME DIR: the pytest cases inside suite python (each file is one meson test
+# above), with the reason of every skip, from the JUnit files the suites write.
+pytest_detail() {
+    local xmls
+    xmls=$(find "$root/$2/tests/python" -name 'test_*.xml' -newer "$root/$2/build.ninja" 2>/dev/null)
+    [ -n "$xmls" ] || return 0
+    local line
+    line=$(python3 - $xmls <<'PY'
+import sys, xml.etree.ElementTree as ET
+n = f = s = 0
+why = []
+for path in sys.argv[1:]:
+    for case in ET.parse(path).getroot().iter("testcase"):
+        n += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            f += 1
+        sk = case.find("skipped")
+        if sk is not None:
+            s += 1
+            why.append(f"{case.get('name')}: {sk.get('message', '')[:120]}")
+print(f"  pytest cases in suite python: {n - f - s} passed, {f} failed, {s} skipped")
+for w in why:
+    print(f"    skipped {w}")
+PY
+)
+    summaries+=("$line")
 }
 
 for b in $builds; do
