@@ -145,7 +145,7 @@ defer_cpu_tensors = False
 
 
 def _is_torch_tensor(value) -> bool:
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch")  # torch is never imported here: only looked at
     return torch is not None and isinstance(value, torch.Tensor)
 
 
@@ -154,13 +154,14 @@ def value_hook(run, key, value, step, ts) -> Optional[float]:
     a key that has points queued. Returns the float to log now, or None when the point was
     queued."""
     if _is_torch_tensor(value):
-        if value.numel() != 1:
-            raise ValueError(f"metric {key!r}: a tensor of {value.numel()} elements is not "
-                             "one value")
-        if value.device.type == "cuda":
+        if value.is_cuda:
             reader.submit_cuda(run, key, value, step, ts)
             return None
-        v = float(value.item())
+        try:
+            v = float(value.item())  # one element, or it raises (torch checks the count)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"metric {key!r}: a tensor of {value.numel()} elements is not "
+                             "one value") from None
         if defer_cpu_tensors or run._pending(key, 0):
             reader.submit_value(run, key, v, step, ts)
             return None
