@@ -426,6 +426,34 @@ int64_t st__now_ms(void)
 
 static const char hexdig[] = "0123456789abcdef";
 
+/* A run handle for id in client c, with the next run slot of c: what starting a run and
+ * attaching to one share. */
+static int run_alloc(st_client *c, const uint8_t id[16], const char *experiment, st_run **out)
+{
+    st_run *run = calloc(1, sizeof *run);
+    if (!run || !(run->experiment = strdup(experiment))) {
+        free(run);
+        return -ENOMEM;
+    }
+    memcpy(run->id, id, 16);
+    for (int i = 0; i < 16; i++) {
+        run->id_hex[2 * i] = hexdig[id[i] >> 4];
+        run->id_hex[2 * i + 1] = hexdig[id[i] & 15];
+    }
+    run->client = c;
+    pthread_mutex_lock(&st_mu);
+    bool full = c->next_run_slot >= WIRE_MAX_RUNS;
+    if (!full)
+        run->slot = c->next_run_slot++;
+    pthread_mutex_unlock(&st_mu);
+    if (full) {
+        st_run_release(run);
+        return -ENOSPC;
+    }
+    *out = run;
+    return 0;
+}
+
 static int run_new(st_client *c, const char *experiment, const char *run_name,
                    const st_run *parent, st_run **out)
 {
@@ -439,33 +467,12 @@ static int run_new(st_client *c, const char *experiment, const char *run_name,
         return r;
     if (run_name && (r = st__check_name(run_name, ST_MAX_RUN_NAME_LEN)) < 0)
         return r;
-    st_run *run = calloc(1, sizeof *run);
-    if (!run)
-        return -ENOMEM;
-    if (getrandom(run->id, sizeof run->id, 0) != sizeof run->id) {
-        free(run);
+    uint8_t id[16];
+    if (getrandom(id, sizeof id, 0) != sizeof id)
         return -EIO;
-    }
-    for (int i = 0; i < 16; i++) {
-        run->id_hex[2 * i] = hexdig[run->id[i] >> 4];
-        run->id_hex[2 * i + 1] = hexdig[run->id[i] & 15];
-    }
-    run->client = c;
-    run->experiment = strdup(experiment);
-    if (!run->experiment) {
-        free(run);
-        return -ENOMEM;
-    }
-    pthread_mutex_lock(&st_mu);
-    bool full = c->next_run_slot >= WIRE_MAX_RUNS;
-    if (!full)
-        run->slot = c->next_run_slot++;
-    pthread_mutex_unlock(&st_mu);
-    if (full) {
-        free(run->experiment);
-        free(run);
-        return -ENOSPC;
-    }
+    st_run *run;
+    if ((r = run_alloc(c, id, experiment, &run)) < 0)
+        return r;
 
     struct st_lane *l = lane_get(c);
     if (l) {
@@ -516,30 +523,10 @@ int st_run_attach(st_client *c, const char *run_id, st_run **out)
     }
     if (run_id[32])
         return -EINVAL;
-    st_run *run = calloc(1, sizeof *run);
-    if (!run || !(run->experiment = strdup("Default"))) {
-        free(run);
-        return -ENOMEM;
-    }
-    memcpy(run->id, id, 16);
-    for (int i = 0; i < 16; i++) {
-        run->id_hex[2 * i] = hexdig[id[i] >> 4];
-        run->id_hex[2 * i + 1] = hexdig[id[i] & 15];
-    }
-    run->client = c;
-    pthread_mutex_lock(&st_mu);
-    bool full = c->next_run_slot >= WIRE_MAX_RUNS;
-    if (!full)
-        run->slot = c->next_run_slot++;
-    pthread_mutex_unlock(&st_mu);
-    if (full) {
-        st_run_release(run);
-        return -ENOSPC;
-    }
-    *out = run; /* the RUNDEF goes out with the first record, as for any run new to a lane */
-    return 0;
+    /* No start record: the RUNDEF goes out with the first record, as for any run new to a
+     * lane. The experiment is only a start record's business. */
+    return run_alloc(c, id, "Default", out);
 }
-
 void st_run_release(st_run *run)
 {
     if (!run)

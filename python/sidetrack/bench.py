@@ -63,11 +63,6 @@ def _loops(key: str):
         for i in range(n):
             app((k, v, i))
 
-    def log_float(n: int) -> None:
-        k, v = key, 0.5
-        for i in range(n):
-            log(k, v, step=i)
-
     def list_append_small(n: int) -> None:
         # The same appends into a buffer emptied every 1024 points: no first-touch memory,
         # tuples freed as they go (the strictest floor; reported beside the one).
@@ -79,29 +74,25 @@ def _loops(key: str):
             if not i & 1023:
                 clear()
 
+    def logging(key: str, value) -> Callable[[int], None]:
+        def loop(n: int, k=key, v=value, log=log) -> None:  # locals, as in the floors
+            for i in range(n):
+                log(k, v, step=i)
+        return loop
+
     out["py-list-append"] = list_append
     out["py-list-append-1k"] = list_append_small
-    out["py-float"] = log_float
+    out["py-float"] = logging(key, 0.5)
     try:
         import numpy as np
 
-        def log_numpy(n: int) -> None:
-            k, v = key + "_np", np.float32(0.5)
-            for i in range(n):
-                log(k, v, step=i)
-
-        out["py-numpy"] = log_numpy
+        out["py-numpy"] = logging(key + "_np", np.float32(0.5))
     except ImportError:
         _emit({"scenario": "py-numpy", "skipped": "numpy is not installed"})
     try:
         import torch
 
-        def log_tensor(n: int) -> None:
-            k, v = key + "_t", torch.tensor(0.5)
-            for i in range(n):
-                log(k, v, step=i)
-
-        out["py-tensor"] = log_tensor
+        out["py-tensor"] = logging(key + "_t", torch.tensor(0.5))
     except ImportError:
         _emit({"scenario": "py-tensor", "skipped": "torch is not installed"})
     return out
