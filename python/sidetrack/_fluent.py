@@ -210,6 +210,7 @@ def start_run(run_id: Optional[str] = None, experiment_id: Optional[str] = None,
         else:
             handle = client.run_start(exp, run_name)
         if size > 1 and rank != 0 and not owns:
+            _values.reader.flush()  # queued points count keys of the old naming
             client.set_key_suffix(_rank_suffix(rank))
         run = ActiveRun(handle, experiment=exp, run_name=run_name,
                         parent_id=parent.id if parent is not None else None,
@@ -282,6 +283,7 @@ def _end(run: ActiveRun, status: str) -> None:
             run._handle.release()
             return
         if run.world_size > 1 and run.rank != 0 and not run._owns:
+            _values.reader.flush()
             _get_client().set_key_suffix(None)
         if run._owns:
             run._handle.end(_STATUS[status])

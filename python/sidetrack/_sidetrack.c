@@ -52,6 +52,19 @@ static PyObject *raise_st(int r, const char *what, PyObject *subject)
     return NULL;
 }
 
+/* UTF-8 of a str, refusing embedded NULs (the C API takes NUL-terminated strings, and a
+ * silently cut name would be another name). NULL with an exception set on failure. */
+static const char *utf8_of(PyObject *o, const char *what)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (s && (size_t)n != strlen(s)) {
+        PyErr_Format(InvalidArgument, "%s %R contains a NUL character", what, o);
+        return NULL;
+    }
+    return s;
+}
+
 /* ---- hooks set by the Python package ----------------------------------------------------- */
 
 /* value_hook(run, key, value, step, timestamp) -> float to log now, or None when the hook took
@@ -79,6 +92,7 @@ typedef struct {
     PyObject *suffix;   /* str appended to every metric name (a rank), or NULL */
     uint32_t *pending;  /* per key: points queued off the training thread (ordering) */
     uint32_t npending;
+    int pinned;         /* calls in flight with the GIL dropped: close() must wait for them */
     key_slot cache[KEY_CACHE];
 } ClientObject;
 
@@ -113,7 +127,7 @@ static int key_lookup_slow(ClientObject *self, PyObject *name, st_key *out)
         PyObject *full = self->suffix ? PyUnicode_Concat(name, self->suffix) : Py_NewRef(name);
         if (!full)
             return -1;
-        const char *s = PyUnicode_AsUTF8(full);
+        const char *s = utf8_of(full, "metric key");
         int r = s ? st_key_intern(self->c, s, out) : 0;
         Py_DECREF(full);
         if (!s)
@@ -199,6 +213,9 @@ static int client_ok(ClientObject *self)
 
 static PyObject *Client_close(ClientObject *self, PyObject *unused)
 {
+    if (self->pinned)
+        return PyErr_Format(SidetrackError, "cannot close the client: %d call(s) of another "
+                            "thread are copying artifacts through it", self->pinned);
     if (self->c) {
         st_close(self->c);
         self->c = NULL;
@@ -223,6 +240,10 @@ static PyObject *Client_set_key_suffix(ClientObject *self, PyObject *arg)
 {
     if (arg != Py_None && !PyUnicode_Check(arg))
         return PyErr_Format(PyExc_TypeError, "suffix must be str or None");
+    for (uint32_t i = 0; i < self->npending; i++)
+        if (self->pending[i]) /* they count keys of the old mapping: flush() first */
+            return PyErr_Format(SidetrackError, "points are queued: flush() before changing "
+                                                "the key suffix");
     /* Names map to other keys from now on: forget every mapping made so far. */
     cache_clear(self);
     PyDict_Clear(self->keys);
@@ -286,10 +307,21 @@ static void Run_dealloc(RunObject *self)
 
 static inline int run_ok(RunObject *self)
 {
-    if (__builtin_expect(self->run != NULL && self->end_status == 0, 1))
+    if (__builtin_expect(self->run != NULL && self->end_status == 0 && self->client->c, 1))
         return 1;
-    raise_st(ST_EENDED, "run", self->id);
+    if (!self->client->c)
+        PyErr_SetString(SidetrackError, "the sidetrack client is closed");
+    else
+        raise_st(ST_EENDED, "run", self->id);
     return 0;
+}
+
+/* The run handle, read again right before a call into libsidetrack: anything between the
+ * first check and here that ran Python code (an __index__, a hook, a finalizer) may have ended
+ * the run or closed the client. NULL with an exception set. */
+static inline st_run *run_live(RunObject *self)
+{
+    return run_ok(self) ? self->run : NULL;
 }
 
 static PyObject *Client_run_start(ClientObject *self, PyObject *args, PyObject *kw)
@@ -308,6 +340,8 @@ static PyObject *Client_run_start(ClientObject *self, PyObject *args, PyObject *
             return PyErr_Format(PyExc_TypeError, "parent must be a Run");
         if (!run_ok((RunObject *)parent))
             return NULL;
+        if (((RunObject *)parent)->client != self)
+            return PyErr_Format(PyExc_ValueError, "parent belongs to another Client");
         r = st_run_start_child(((RunObject *)parent)->run, name, &run);
     } else {
         r = st_run_start(self->c, exp, name, &run);
@@ -321,7 +355,7 @@ static PyObject *Client_run_attach(ClientObject *self, PyObject *arg)
 {
     if (!client_ok(self))
         return NULL;
-    const char *id = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    const char *id = PyUnicode_Check(arg) ? utf8_of(arg, "run id") : NULL;
     if (!id) {
         if (!PyErr_Occurred())
             PyErr_Format(PyExc_TypeError, "run_id must be str");
@@ -410,6 +444,8 @@ static inline int int64_get(PyObject *o, int64_t *out, const char *what)
     }
     PyObject *i = PyNumber_Index(o); /* numpy integers, torch integer scalars */
     if (!i) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError))
+            return -1;
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what, Py_TYPE(o)->tp_name);
         return -1;
@@ -443,11 +479,14 @@ static inline PyObject *run_log_metric(RunObject *self, PyObject *key, PyObject 
                                    : value_get(self, key, value, step, ts, &d);
         if (g <= 0)
             return g < 0 ? NULL : Py_NewRef(Py_None);
-        if (!self->run) /* the hook may have run Python code that ended the run */
-            return raise_st(ST_EENDED, "run", self->id);
+        if (!client_ok(cl) || key_lookup(cl, key, &k) < 0) /* the hook ran Python code */
+            return NULL;
     }
-    int r = ts && ts != Py_None ? st_log_metric_at(self->run, k, d, istep, its)
-                                : st_log_metric(self->run, k, d, istep);
+    st_run *run = run_live(self);
+    if (!run)
+        return NULL;
+    int r = ts && ts != Py_None ? st_log_metric_at(run, k, d, istep, its)
+                                : st_log_metric(run, k, d, istep);
     if (__builtin_expect(r < 0, 0))
         return raise_st(r, "log_metric", key);
     Py_RETURN_NONE;
@@ -531,60 +570,69 @@ static PyObject *Run_log_metrics(RunObject *self, PyObject *args, PyObject *kw)
     int64_t istep, its;
     if (int64_get(step, &istep, "step") < 0 || int64_get(ts, &its, "timestamp") < 0)
         return NULL;
-    /* Plain numbers go out as batches sharing one stamp (one record per <= 1000); anything
-     * the hook must see goes one by one, after the batch, in dict order per key. */
-    st_key keys[ST_MAX_BATCH];
-    double vals[ST_MAX_BATCH];
+    /* Two passes, so that a bad key or value anywhere logs nothing: first every key and
+     * plain number is resolved, then plain numbers go out as batches sharing one stamp (one
+     * record per <= 1000), then, in dict order, whatever the hook must see. */
+    Py_ssize_t total = PyDict_GET_SIZE(metrics);
+    st_key *keys = PyMem_Malloc((size_t)(total ? total : 1) * sizeof *keys);
+    double *vals = PyMem_Malloc((size_t)(total ? total : 1) * sizeof *vals);
+    PyObject *later = NULL, *result = NULL;
+    if (!keys || !vals) {
+        PyErr_NoMemory();
+        goto out;
+    }
     size_t n = 0;
-    PyObject *later = NULL;
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     ClientObject *cl = self->client;
     while (PyDict_Next(metrics, &pos, &key, &value)) {
         st_key k;
         if (key_lookup(cl, key, &k) < 0)
-            goto fail;
-        if (ts == Py_None && PyFloat_Check(value) && !key_pending(cl, k)) {
-            keys[n] = k;
-            vals[n++] = PyFloat_AS_DOUBLE(value);
-        } else if (ts == Py_None && PyLong_Check(value) && !key_pending(cl, k)) {
-            double d = PyLong_AsDouble(value);
+            goto out;
+        int plain = ts == Py_None && !key_pending(cl, k) &&
+                    (PyFloat_Check(value) || PyLong_Check(value));
+        if (plain) {
+            double d = PyFloat_Check(value) ? PyFloat_AS_DOUBLE(value) : PyLong_AsDouble(value);
             if (d == -1.0 && PyErr_Occurred())
-                goto fail;
+                goto out;
             keys[n] = k;
             vals[n++] = d;
-        } else {
-            if (!later && !(later = PyList_New(0)))
-                goto fail;
-            PyObject *pair = PyTuple_Pack(2, key, value);
-            if (!pair || PyList_Append(later, pair) < 0) {
-                Py_XDECREF(pair);
-                goto fail;
-            }
-            Py_DECREF(pair);
+            continue;
         }
-        if (n == ST_MAX_BATCH) {
-            st_log_metrics(self->run, n, keys, vals, istep);
-            n = 0;
+        if (!later && !(later = PyList_New(0)))
+            goto out;
+        PyObject *pair = PyTuple_Pack(2, key, value);
+        if (!pair || PyList_Append(later, pair) < 0) {
+            Py_XDECREF(pair);
+            goto out;
+        }
+        Py_DECREF(pair);
+    }
+    for (size_t i = 0; i < n; i += ST_MAX_BATCH) {
+        st_run *run = run_live(self);
+        if (!run)
+            goto out;
+        size_t m = n - i < ST_MAX_BATCH ? n - i : ST_MAX_BATCH;
+        int r = st_log_metrics(run, m, keys + i, vals + i, istep);
+        if (r < 0) {
+            raise_st(r, "log_metrics", NULL);
+            goto out;
         }
     }
-    if (n)
-        st_log_metrics(self->run, n, keys, vals, istep);
-    if (later) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(later); i++) {
-            PyObject *pair = PyList_GET_ITEM(later, i);
-            PyObject *r = run_log_metric(self, PyTuple_GET_ITEM(pair, 0),
-                                         PyTuple_GET_ITEM(pair, 1), step, ts);
-            if (!r)
-                goto fail;
-            Py_DECREF(r);
-        }
-        Py_DECREF(later);
+    for (Py_ssize_t i = 0; later && i < PyList_GET_SIZE(later); i++) {
+        PyObject *pair = PyList_GET_ITEM(later, i);
+        PyObject *r = run_log_metric(self, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1),
+                                     step, ts);
+        if (!r)
+            goto out;
+        Py_DECREF(r);
     }
-    Py_RETURN_NONE;
-fail:
+    result = Py_NewRef(Py_None);
+out:
     Py_XDECREF(later);
-    return NULL;
+    PyMem_Free(keys);
+    PyMem_Free(vals);
+    return result;
 }
 
 /* Logs a point that was read off the training thread: no pending check (it is the point the
@@ -603,7 +651,10 @@ static PyObject *Run_log_deferred(RunObject *self, PyObject *const *args, Py_ssi
     if ((d == -1.0 && PyErr_Occurred()) || int64_get(args[2], &step, "step") < 0 ||
         int64_get(args[3], &ts, "timestamp") < 0)
         return NULL;
-    int r = st_log_metric_at(self->run, k, d, step, ts);
+    st_run *run = run_live(self);
+    if (!run)
+        return NULL;
+    int r = st_log_metric_at(run, k, d, step, ts);
     if (r < 0)
         return raise_st(r, "log_metric", args[0]);
     Py_RETURN_NONE;
@@ -633,15 +684,17 @@ static PyObject *Run_pending(RunObject *self, PyObject *const *args, Py_ssize_t 
         cl->pending = p;
         cl->npending = n;
     }
+    if (delta < -1 || delta > 1)
+        return PyErr_Format(PyExc_ValueError, "_pending: delta is -1, 0 or 1");
     long v = (long)cl->pending[k] + delta;
-    cl->pending[k] = v < 0 ? 0 : (uint32_t)v;
+    cl->pending[k] = v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
     return PyLong_FromLong((long)cl->pending[k]);
 }
 
 static int str_arg(PyObject *o, const char *what, const char **out)
 {
     if (PyUnicode_Check(o))
-        return (*out = PyUnicode_AsUTF8(o)) ? 0 : -1;
+        return (*out = utf8_of(o, what)) ? 0 : -1;
     PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what, Py_TYPE(o)->tp_name);
     return -1;
 }
@@ -656,7 +709,10 @@ static PyObject *run_kv(RunObject *self, PyObject *args, int tag)
     const char *ks, *vs;
     if (str_arg(k, "key", &ks) < 0 || str_arg(v, "value", &vs) < 0)
         return NULL;
-    int r = tag ? st_set_tag(self->run, ks, vs) : st_log_param(self->run, ks, vs);
+    st_run *run = run_live(self);
+    if (!run)
+        return NULL;
+    int r = tag ? st_set_tag(run, ks, vs) : st_log_param(run, ks, vs);
     if (r < 0)
         return raise_st(r, tag ? "set_tag" : "log_param", r == ST_EVALUE ? v : k);
     Py_RETURN_NONE;
@@ -679,10 +735,13 @@ static PyObject *Run_log_artifact(RunObject *self, PyObject *args, PyObject *kw)
     }
     /* The copy may take a while: let other threads run, with the run pinned. */
     int r;
+    st_run *run = self->run;
     self->pinned++;
+    self->client->pinned++;
     Py_BEGIN_ALLOW_THREADS
-    r = st_log_artifact(self->run, PyBytes_AS_STRING(path_obj), apath);
+    r = st_log_artifact(run, PyBytes_AS_STRING(path_obj), apath);
     Py_END_ALLOW_THREADS
+    self->client->pinned--;
     if (--self->pinned == 0 && self->end_status)
         run_finish(self, self->end_status);
     if (r < 0) {

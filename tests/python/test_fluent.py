@@ -259,3 +259,38 @@ def test_stats():
         sidetrack.log_metric("s", 1.0)
         st = sidetrack.get_stats()
     assert st["lanes"] >= 1 and st["dropped_metrics"] == 0 and st["lost_records"] == 0
+
+
+def test_the_extension_survives_hostile_arguments(node):
+    """Python code run in the middle of a call (an __index__, a __hash__) may end the run or
+    close the client: the call then raises, it never touches freed memory."""
+    from sidetrack import _sidetrack
+
+    client = _sidetrack.Client()
+    run = client.run_start("pytest-hostile", "hostile")
+
+    class Step:
+        def __index__(self):
+            run.end()
+            return 1
+
+    with pytest.raises(sidetrack.SidetrackError, match="already ended"):
+        run.log_metric("k", 1.0, Step())
+    run = client.run_start("pytest-hostile", "hostile2")
+    with pytest.raises(sidetrack.InvalidArgument, match="NUL"):
+        run.log_metric("loss\0junk", 1.0)
+    with pytest.raises((sidetrack.InvalidArgument, ValueError)):
+        run.log_param("p\0x", "v")
+    # A bad key anywhere in log_metrics logs nothing of the dict.
+    with pytest.raises(sidetrack.InvalidArgument):
+        run.log_metrics({"good": 1.0, "bad//key": 2.0}, step=1)
+    other = _sidetrack.Client()
+    with pytest.raises(ValueError, match="another Client"):
+        other.run_start("x", "y", run)
+    run_id = run.id
+    run.log_metric("after", 1.0)
+    client.close()
+    with pytest.raises(sidetrack.SidetrackError, match="client is closed"):
+        run.log_metric("k", 1.0)
+    node.wait_metric(run_id, "after", 1)
+    assert node.metric(run_id, "good") == []
