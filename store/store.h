@@ -40,6 +40,7 @@ struct store_txn;
 enum store_open_flags {
     STORE_RDONLY = 1u << 0,  /* readers: the CLI, while the agent writes */
     STORE_NOSYNC = 1u << 1,  /* commits do not fsync; call store_sync() on a timer */
+    STORE_JOURNAL = 1u << 2, /* keep a replication journal of every change (the agent) */
 };
 
 /* Opens (creating when writable) the store in dir. map_size 0 picks 1 GiB for a new store or
@@ -232,6 +233,74 @@ int store_lane_foreach(struct store_txn *t,
 /* Small named counters and values of the agent (e.g. "records_in"), stored with the data. */
 int store_counter_add(struct store_txn *t, const char *name, uint64_t delta);
 int store_counter_get(struct store_txn *t, const char *name, uint64_t *value); /* unset: 0 */
+
+/* ---- replication journal (issue 5) ------------------------------------------------------
+ * With STORE_JOURNAL, every change a write transaction makes through this library is also
+ * appended, in the same transaction, to the journal: one op per change, numbered by a
+ * sequence (u64, from 1, never reused, gap-free within what has not been trimmed). What the
+ * agent replicates is the journal from the server's high-water mark on; so a batch is a run
+ * of consecutive ops, and applying it twice is told apart by its sequence numbers.
+ * Metric points are not copied into the journal: an op names the series and the index range
+ * of its points ([first_index, first_index + count) of the series' history, which only grows
+ * at its end), and store_metric_range() reads them back when a batch is built. */
+enum store_op_type {
+    STORE_OP_RUN_START = 1, /* run, experiment (name), name, user, host, start_ms, parent */
+    STORE_OP_RUN_END = 2,   /* run, status, end_ms */
+    STORE_OP_PARAM = 3,     /* run, key, value (only when the param was newly stored) */
+    STORE_OP_TAG = 4,       /* run, key, value */
+    STORE_OP_METRICS = 5,   /* run, key, first_index, count (points: store_metric_range) */
+    STORE_OP_ARTIFACT = 6,  /* run, key (= path), sha256, size */
+};
+struct store_op {
+    uint64_t seq;
+    int type;                 /* enum store_op_type */
+    uint8_t run[16];
+    /* RUN_START */
+    const char *experiment;   /* the experiment's name (ids differ between stores) */
+    const char *name, *user, *host;
+    int64_t start_ms;
+    bool has_parent;
+    uint8_t parent[16];
+    /* RUN_END */
+    int status;
+    int64_t end_ms;
+    /* PARAM, TAG, METRICS, ARTIFACT */
+    const char *key;          /* key, or artifact path */
+    const char *value;        /* PARAM, TAG */
+    /* METRICS */
+    uint64_t first_index, count;
+    /* ARTIFACT */
+    uint8_t sha256[32];
+    uint64_t size;
+};
+/* The journal's bounds: first = lowest seq kept (next when empty), next = the seq the next op
+ * will get. Both 1 in a store that never journaled. */
+int store_journal_bounds(struct store_txn *t, uint64_t *first, uint64_t *next);
+/* Calls cb for each op with seq >= from, in order, at most max ops (0: no limit). The op's
+ * strings point into the transaction's memory: valid until the txn ends. -EBADMSG for a
+ * malformed entry. */
+int store_journal_read(struct store_txn *t, uint64_t from, size_t max,
+                       int (*cb)(const struct store_op *op, void *arg), void *arg);
+/* Deletes every op with seq < upto (what the server has acknowledged). */
+int store_journal_trim(struct store_txn *t, uint64_t upto);
+/* Points [first_index, first_index + n) of the history of (run, key) into out (n entries).
+ * -ENOENT when the series is shorter than that. */
+int store_metric_range(struct store_txn *t, const uint8_t run[16], const char *key,
+                       uint64_t first_index, size_t n, struct store_point *out);
+
+/* The server's record of each agent: what it has applied (the high-water mark: the next seq
+ * it expects; 1 for an agent never seen) and where the agent says it runs. */
+struct store_peer {
+    uint64_t hwm;
+    int64_t last_ms;     /* when it last applied a batch of this agent */
+    uint64_t ops, batches;
+    char host[256];
+};
+int store_peer_get(struct store_txn *t, const uint8_t agent[16], struct store_peer *out);
+int store_peer_put(struct store_txn *t, const uint8_t agent[16], const struct store_peer *p);
+int store_peer_foreach(struct store_txn *t,
+                       int (*cb)(const uint8_t agent[16], const struct store_peer *p, void *arg),
+                       void *arg);
 
 /* Default store directory: $SIDETRACK_DATA, else /var/lib/sidetrack for root, else
  * $XDG_DATA_HOME/sidetrack or ~/.local/share/sidetrack. */
