@@ -1,4 +1,5 @@
-/* mpk.c — msgpack for the store's growable values (experiments, runs).
+/* mpk.c — msgpack for the store's growable values (experiments, runs, journal ops) and for
+ * the sync codec (mpk.h).
  *
  * Writing uses msgpack-c's packer with a callback into a buffer that starts inline and grows
  * on the heap. Reading does not use msgpack-c's object tree: stored bytes may be damaged, and
@@ -7,7 +8,7 @@
  * turns anything malformed into -EBADMSG. Values are maps with short string keys; unknown keys
  * (from a newer writer) are skipped, whatever their type.
  */
-#include "store_internal.h"
+#include "mpk.h"
 
 #include <errno.h>
 #include <msgpack.h>
@@ -56,6 +57,9 @@ static int mpw_write(void *data, const char *buf, size_t len)
 #define PACKER(w) msgpack_packer pk; msgpack_packer_init(&pk, (w), mpw_write)
 
 void st_mpw_map(struct st_mpw *w, uint32_t n) { PACKER(w); msgpack_pack_map(&pk, n); }
+void st_mpw_array(struct st_mpw *w, uint32_t n) { PACKER(w); msgpack_pack_array(&pk, n); }
+void st_mpw_nil(struct st_mpw *w) { PACKER(w); msgpack_pack_nil(&pk); }
+void st_mpw_f64(struct st_mpw *w, double v) { PACKER(w); msgpack_pack_double(&pk, v); }
 void st_mpw_str(struct st_mpw *w, const char *s) { st_mpw_strn(w, s, strlen(s)); }
 void st_mpw_strn(struct st_mpw *w, const char *s, size_t n)
 {
@@ -152,8 +156,22 @@ static int rd_item(struct st_mpr *r, struct st_mp_val *v, uint64_t *children)
             rc = rd_skip(r, x + 1);
             break;
         }
-        case 0xca: rc = rd_skip(r, 4); break;
-        case 0xcb: rc = rd_skip(r, 8); break;
+        case 0xca: {
+            if ((rc = rd_n(r, 4, &x)) < 0)
+                return rc;
+            float f;
+            uint32_t b32 = (uint32_t)x;
+            memcpy(&f, &b32, 4);
+            v->type = MP_F64;
+            v->d = f;
+            break;
+        }
+        case 0xcb:
+            if ((rc = rd_n(r, 8, &x)) < 0)
+                return rc;
+            v->type = MP_F64;
+            memcpy(&v->d, &x, 8);
+            break;
         case 0xcc: case 0xcd: case 0xce: case 0xcf:
             if ((rc = rd_n(r, (size_t)1 << (c - 0xcc), &x)) < 0)
                 return rc;
@@ -200,47 +218,70 @@ static int rd_item(struct st_mpr *r, struct st_mp_val *v, uint64_t *children)
     return rc;
 }
 
-int st_mpr_map(struct st_mpr *r, uint32_t *n)
+/* Reads an array's or a map's header: *n items (an array) or entries (a map). */
+static int rd_container(struct st_mpr *r, bool map, uint32_t *n)
 {
     if (r->p >= r->end)
         return -EBADMSG;
     uint8_t c = *r->p;
+    uint8_t fix = map ? 0x80 : 0x90;
+    uint8_t x16 = map ? 0xde : 0xdc;
     uint64_t x;
-    if (c >= 0x80 && c <= 0x8f) {
+    if (c >= fix && c <= fix + 0x0f) {
         r->p++;
-        *n = c & 0x0f;
-        return 0;
-    }
-    if (c != 0xde && c != 0xdf)
+        x = c & 0x0f;
+    } else if (c == x16 || c == x16 + 1) {
+        r->p++;
+        int rc = rd_n(r, c == x16 ? 2 : 4, &x);
+        if (rc < 0)
+            return rc;
+    } else {
         return -EBADMSG;
-    r->p++;
-    int rc = rd_n(r, c == 0xde ? 2 : 4, &x);
-    if (rc < 0)
-        return rc;
-    /* every key and value takes at least a byte */
-    if (x * 2 > (uint64_t)(r->end - r->p))
+    }
+    /* every item takes at least a byte: a count the bytes left cannot hold is a lie */
+    if (x * (map ? 2u : 1u) > (uint64_t)(r->end - r->p))
         return -EBADMSG;
     *n = (uint32_t)x;
     return 0;
 }
 
+int st_mpr_map(struct st_mpr *r, uint32_t *n) { return rd_container(r, true, n); }
+int st_mpr_array(struct st_mpr *r, uint32_t *n) { return rd_container(r, false, n); }
+
+int st_mpr_skip(struct st_mpr *r)
+{
+    /* items still to read at each open level; every item takes at least one byte, so counts
+     * are checked against the bytes left and the walk ends */
+    uint64_t left[ST_MP_MAX_DEPTH];
+    unsigned depth = 0;
+    do {
+        struct st_mp_val v;
+        uint64_t children;
+        int rc = rd_item(r, &v, &children);
+        if (rc < 0)
+            return rc;
+        if (depth > 0)
+            left[depth - 1]--;
+        if (children > 0) {
+            if (depth == ST_MP_MAX_DEPTH || children > (uint64_t)(r->end - r->p))
+                return -EBADMSG;
+            left[depth++] = children;
+        }
+        while (depth > 0 && left[depth - 1] == 0)
+            depth--;
+    } while (depth > 0);
+    return 0;
+}
+
 int st_mpr_val(struct st_mpr *r, struct st_mp_val *v)
 {
-    uint64_t pending;
-    int rc = rd_item(r, v, &pending);
-    if (rc < 0)
+    const uint8_t *start = r->p;
+    uint64_t children;
+    int rc = rd_item(r, v, &children);
+    if (rc < 0 || children == 0)
         return rc;
-    /* A container: skip all of it. Each item takes at least one byte, so this ends. */
-    struct st_mp_val tmp;
-    while (pending > 0) {
-        if (pending > (uint64_t)(r->end - r->p))
-            return -EBADMSG;
-        uint64_t more;
-        if ((rc = rd_item(r, &tmp, &more)) < 0)
-            return rc;
-        pending = pending - 1 + more;
-    }
-    return 0;
+    r->p = start;
+    return st_mpr_skip(r);
 }
 
 int st_mp_as_i64(const struct st_mp_val *v, int64_t *out)

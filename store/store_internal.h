@@ -20,6 +20,7 @@
 #ifndef SIDETRACK_STORE_INTERNAL_H
 #define SIDETRACK_STORE_INTERNAL_H
 
+#include "mpk.h"
 #include "store.h"
 
 #include <lmdb.h>
@@ -142,54 +143,6 @@ static inline double st_bits_f64(uint64_t u)
     double d;
     memcpy(&d, &u, 8);
     return d;
-}
-
-/* ---- msgpack (mpk.c) ----
- * Writing goes through msgpack-c's packer into a growable buffer. Reading uses a small
- * bounds-checked pull reader that never allocates, so malformed bytes give -EBADMSG. */
-struct st_mpw {
-    uint8_t *buf;
-    size_t len, cap;
-    bool oom;
-    uint8_t inl[512];
-};
-void st_mpw_init(struct st_mpw *w);
-void st_mpw_free(struct st_mpw *w);
-void st_mpw_map(struct st_mpw *w, uint32_t n);
-void st_mpw_str(struct st_mpw *w, const char *s);
-void st_mpw_strn(struct st_mpw *w, const char *s, size_t n);
-void st_mpw_bin(struct st_mpw *w, const void *p, size_t n);
-void st_mpw_uint(struct st_mpw *w, uint64_t v);
-void st_mpw_int(struct st_mpw *w, int64_t v);
-void st_mpw_bool(struct st_mpw *w, bool v);
-/* 0, or -ENOMEM if any write failed. */
-int st_mpw_done(const struct st_mpw *w);
-
-struct st_mpr {
-    const uint8_t *p, *end;
-};
-enum st_mp_type { MP_NIL, MP_BOOL, MP_UINT, MP_INT, MP_STR, MP_BIN, MP_OTHER };
-struct st_mp_val {
-    enum st_mp_type type;
-    bool b;
-    uint64_t u; /* MP_UINT */
-    int64_t i;  /* MP_INT (negative) */
-    const uint8_t *ptr; /* MP_STR, MP_BIN */
-    uint32_t len;
-};
-/* Reads a map header; -EBADMSG if the next value is not a map. */
-int st_mpr_map(struct st_mpr *r, uint32_t *n);
-/* Reads one scalar value; arrays, maps, floats and ext are skipped and reported MP_OTHER. */
-int st_mpr_val(struct st_mpr *r, struct st_mp_val *v);
-/* Integer value as int64 (either sign), -EBADMSG on other types or overflow. */
-int st_mp_as_i64(const struct st_mp_val *v, int64_t *out);
-int st_mp_as_u64(const struct st_mp_val *v, uint64_t *out);
-/* Copies a string value into a NUL-terminated buffer; -EBADMSG when it does not fit. */
-int st_mp_as_str(const struct st_mp_val *v, char *buf, size_t len);
-static inline bool st_mp_key_is(const struct st_mp_val *v, const char *k)
-{
-    size_t n = strlen(k);
-    return v->type == MP_STR && v->len == n && memcmp(v->ptr, k, n) == 0;
 }
 
 /* ---- shared between files ---- */
