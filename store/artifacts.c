@@ -68,7 +68,12 @@ int store_artifact_put(struct store_txn *t, const uint8_t run[16], const char *p
     }
     if ((rc = store_run_touch(t, run)) < 0)
         return rc;
-    return st_put(t, DB_ARTIFACTS, k, (size_t)kl, v, vl, 0);
+    if ((rc = st_put(t, DB_ARTIFACTS, k, (size_t)kl, v, vl, 0)) < 0 || !st_journaling(t))
+        return rc;
+    struct store_op op = {.type = STORE_OP_ARTIFACT, .key = path, .size = size};
+    memcpy(op.run, run, 16);
+    memcpy(op.sha256, sha256, 32);
+    return st_journal_put(t, &op);
 }
 
 struct art_ctx {

@@ -29,7 +29,12 @@ static const char *const db_names[DB_COUNT] = {
     [DB_RUNS] = "runs",         [DB_PARAMS] = "params", [DB_TAGS] = "tags",
     [DB_MBLK] = "mblk",         [DB_MSUM] = "msum",   [DB_ARTIFACTS] = "artifacts",
     [DB_LANES] = "lanes",       [DB_LANEDICT] = "lanedict", [DB_COUNTERS] = "counters",
+    [DB_JOURNAL] = "journal",   [DB_PEERS] = "peers", [DB_MBIDX] = "mbidx",
 };
+
+/* Databases added after stores were first made (schema version 1 still): a read-only open
+ * of an older store does without them, and their readers answer as for an empty one. */
+static bool db_optional(int i) { return i == DB_JOURNAL || i == DB_PEERS || i == DB_MBIDX; }
 
 /* ---- errors ---- */
 
@@ -360,6 +365,9 @@ static int open_dbs(struct store *s)
         return rc;
     for (int i = 0; i < DB_COUNT; i++) {
         rc = mdb_dbi_open(t->txn, db_names[i], write ? MDB_CREATE : 0, &s->dbi[i]);
+        if (rc == MDB_NOTFOUND && !write && db_optional(i))
+            continue;
+        s->have[i] = rc == 0;
         if (rc) {
             store_abort(t);
             return st_err(s, rc);
@@ -404,7 +412,9 @@ int store_open(struct store **out, const char *dir, unsigned flags, uint64_t map
         rc = st_err(s, rc);
         goto fail;
     }
-    mdb_env_set_maxdbs(s->env, 16);
+    /* a handle opens at most this many named databases (MDB_DBS_FULL beyond) */
+    _Static_assert(DB_COUNT <= 32, "raise maxdbs with the databases");
+    mdb_env_set_maxdbs(s->env, 32);
     if (!rdonly) {
         uint64_t size = map_size ? map_size : exists ? 0 : GIB;
         if (size) {

@@ -157,6 +157,11 @@ int store_run_start(struct store_txn *t, const struct store_run *r)
         row.r.status = STORE_RUN_RUNNING;
     if (!row.r.has_parent)
         memset(row.r.parent, 0, 16);
+    int status = row.r.status; /* the op's: the server's start merges as this one does */
+    /* the op names the experiment: its id means nothing in another store */
+    struct store_experiment exp;
+    if (st_journaling(t) && (rc = store_experiment_get(t, r->experiment_id, &exp)) < 0)
+        return rc;
     rc = row_get(t, r->id, &old);
     if (rc == 0) {
         if (!old.started && old.ended) {
@@ -167,7 +172,18 @@ int store_run_start(struct store_txn *t, const struct store_run *r)
     } else if (rc != -ENOENT) {
         return rc;
     }
-    return row_put(t, &row);
+    if ((rc = row_put(t, &row)) < 0 || !st_journaling(t))
+        return rc;
+    struct store_op op = {.type = STORE_OP_RUN_START, .status = status};
+    memcpy(op.run, r->id, 16);
+    op.experiment = exp.name;
+    op.name = r->name;
+    op.user = r->user;
+    op.host = r->host;
+    op.start_ms = r->start_ms;
+    op.has_parent = r->has_parent;
+    memcpy(op.parent, row.r.parent, 16);
+    return st_journal_put(t, &op);
 }
 
 int store_run_end(struct store_txn *t, const uint8_t id[16], int status, int64_t end_ms)
@@ -186,7 +202,11 @@ int store_run_end(struct store_txn *t, const uint8_t id[16], int status, int64_t
     row.r.status = status;
     row.r.end_ms = end_ms;
     row.ended = true;
-    return row_put(t, &row);
+    if ((rc = row_put(t, &row)) < 0 || !st_journaling(t))
+        return rc;
+    struct store_op op = {.type = STORE_OP_RUN_END, .status = status, .end_ms = end_ms};
+    memcpy(op.run, id, 16);
+    return st_journal_put(t, &op);
 }
 
 int store_run_touch(struct store_txn *t, const uint8_t id[16])
@@ -360,7 +380,12 @@ static int kv_put(struct store_txn *t, enum st_db db, const uint8_t run[16], con
     } else {
         return rc;
     }
-    return st_put(t, db, k, (size_t)kl, value, vl, 0);
+    if ((rc = st_put(t, db, k, (size_t)kl, value, vl, 0)) < 0 || !st_journaling(t))
+        return rc;
+    struct store_op op = {.type = once ? STORE_OP_PARAM : STORE_OP_TAG, .key = key,
+                          .value = value};
+    memcpy(op.run, run, 16);
+    return st_journal_put(t, &op);
 }
 
 int store_param_put(struct store_txn *t, const uint8_t run[16], const char *key,

@@ -244,7 +244,8 @@ int store_counter_get(struct store_txn *t, const char *name, uint64_t *value); /
  * of its points ([first_index, first_index + count) of the series' history, which only grows
  * at its end), and store_metric_range() reads them back when a batch is built. */
 enum store_op_type {
-    STORE_OP_RUN_START = 1, /* run, experiment (name), name, user, host, start_ms, parent */
+    STORE_OP_RUN_START = 1, /* run, experiment (name), name, user, host, start_ms, parent,
+                             * status (as given to store_run_start; 0 read as RUNNING) */
     STORE_OP_RUN_END = 2,   /* run, status, end_ms */
     STORE_OP_PARAM = 3,     /* run, key, value (only when the param was newly stored) */
     STORE_OP_TAG = 4,       /* run, key, value */
@@ -277,8 +278,8 @@ struct store_op {
  * will get. Both 1 in a store that never journaled. */
 int store_journal_bounds(struct store_txn *t, uint64_t *first, uint64_t *next);
 /* Calls cb for each op with seq >= from, in order, at most max ops (0: no limit). The op's
- * strings point into the transaction's memory: valid until the txn ends. -EBADMSG for a
- * malformed entry. */
+ * strings point into the transaction's memory: valid until the txn ends (in a write txn, only
+ * until its next write). -EBADMSG for a malformed entry. */
 int store_journal_read(struct store_txn *t, uint64_t from, size_t max,
                        int (*cb)(const struct store_op *op, void *arg), void *arg);
 /* Deletes every op with seq < upto (what the server has acknowledged). */

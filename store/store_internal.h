@@ -1,10 +1,11 @@
 /* store_internal.h — what the store's source files share and nobody else sees: the
  * environment and transaction structs, the named databases, key building, byte-order helpers,
- * LMDB error mapping and the small msgpack writer/reader used for growable values.
+ * LMDB error mapping, and (mpk.h) the small msgpack writer/reader used for growable values.
  *
  * Schema (named LMDB databases; all integers in keys are big-endian so that keys sort in
  * numeric order, integers in fixed binary values are little-endian):
- *   meta       "version" -> u32, "id" -> 16 bytes, "next_exp" -> u64
+ *   meta       "version" -> u32, "id" -> 16 bytes, "next_exp" -> u64,
+ *              "journal_next" -> u64 (the journal's next seq as of its last trim)
  *   exp        id (u64) -> msgpack {n: name, c: created_ms}
  *   exp_name   name -> id (u64)
  *   runs       run id (16) -> msgpack map of struct store_run (see runs.c)
@@ -12,10 +13,16 @@
  *   tags       run (16) + key + '\0' -> value bytes
  *   mblk       run (16) + key + '\0' + block number (u32) -> metric block (block.c)
  *   msum       run (16) + key -> summary, fixed binary (metrics.c)
+ *   mbidx      run (16) + key + '\0' + block number (u32) -> u64 index of the block's first
+ *              point in its series (metrics.c)
  *   artifacts  run (16) + path -> sha256 (32) + size (u64) [+ full path when the key is cut]
  *   lanes      lane id (24) -> fixed binary struct store_lane (lanes.c)
  *   lanedict   lane id (24) + kind (1) + num (u32) -> value
  *   counters   name -> u64
+ *   journal    seq (u64) -> msgpack array of a struct store_op (journal.c)
+ *   peers      agent id (16) -> msgpack map of a struct store_peer (journal.c)
+ * journal, peers and mbidx came after the first stores were made: a writable open creates
+ * them, a read-only open of an older store goes on without them (st_has_db()).
  */
 #ifndef SIDETRACK_STORE_INTERNAL_H
 #define SIDETRACK_STORE_INTERNAL_H
@@ -42,6 +49,9 @@ enum st_db {
     DB_LANES,
     DB_LANEDICT,
     DB_COUNTERS,
+    DB_JOURNAL,
+    DB_PEERS,
+    DB_MBIDX,
     DB_COUNT
 };
 
@@ -55,6 +65,7 @@ enum st_db {
 struct store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
+    bool have[DB_COUNT]; /* false for a database that a read-only open did not find */
     unsigned flags;
     uint8_t id[16];
     char dir[ST_DIR_MAX]; /* shorter than PATH_MAX, leaving room for the names inside */
@@ -69,7 +80,19 @@ struct store_txn {
     bool write;
     int err;            /* first LMDB failure that poisoned a write txn; commit returns it */
     MDB_cursor *mblk;   /* cached cursor on DB_MBLK, for metric appends */
+    uint64_t jnext;     /* the journal's next seq, once this txn has looked it up (else 0) */
 };
+
+static inline bool st_has_db(const struct store_txn *t, enum st_db db) { return t->s->have[db]; }
+
+/* True when changes made in this (write) txn are journaled. */
+static inline bool st_journaling(const struct store_txn *t)
+{
+    return (t->s->flags & (STORE_JOURNAL | STORE_RDONLY)) == STORE_JOURNAL;
+}
+/* Appends op to the journal under the next seq (op->seq is ignored). A failure poisons the
+ * transaction: a change committed without its op would never be replicated. */
+int st_journal_put(struct store_txn *t, const struct store_op *op);
 
 /* Maps an LMDB (or errno) code to a negative errno, and records map-full vs disk-full. */
 int st_err(struct store *s, int rc);
