@@ -18,6 +18,12 @@ struct agent_options {
     uint32_t idle_sleep_ms;    /* longest sleep when every lane is empty */
     uint32_t map_size_mib;     /* initial map of a new store; 0: the store's default */
     bool verbose;
+    /* replication to sidetrack-server (replicate.h); no endpoint: none */
+    const char *server;        /* tcp://HOST:PORT */
+    const char *server_key;    /* the server's public key file */
+    const char *key;           /* this agent's key pair file */
+    uint32_t sync_interval_ms;
+    uint64_t sync_backlog;
 };
 
 /* What the agent knows of one lane in one generation. */
@@ -98,6 +104,7 @@ struct agent {
     const char *version;
     uint64_t start_ns, last_commit_ns, last_error_ns, last_status_ns;
     uint32_t last_pass_records; /* == opt.batch_records: the last pass left records behind */
+    struct replicator *repl;    /* NULL without --server */
 };
 
 int agent_init(struct agent *a, const struct agent_options *opt, char *err, size_t errlen);

@@ -1146,7 +1146,9 @@ int agent_init(struct agent *a, const struct agent_options *opt, char *err, size
         snprintf(err, errlen, "cannot create spool directory %s: %s", a->spool_dir, strerror(-r));
         return r;
     }
-    r = store_open(&a->store, opt->data_dir, opt->fsync_interval_ms ? STORE_NOSYNC : 0,
+    /* Always journaled: a node that syncs later (or never had a server) replicates it all. */
+    r = store_open(&a->store, opt->data_dir,
+                   STORE_JOURNAL | (opt->fsync_interval_ms ? STORE_NOSYNC : 0),
                    (uint64_t)opt->map_size_mib << 20);
     if (r < 0) {
         snprintf(err, errlen, "cannot open store %s: %s", opt->data_dir, store_strerror(r));

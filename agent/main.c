@@ -7,6 +7,7 @@
  * Once a second it publishes its state in DATA/agent.status (status.c) for `sidetrack status`.
  */
 #include "agent.h"
+#include "replicate.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +24,13 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static struct replicator *volatile replicator;
+static void on_sync_now(int sig)
+{
+    (void)sig;
+    replicate_kick(replicator); /* an atomic store: safe in a handler */
 }
 
 static void usage(FILE *f)
@@ -47,10 +55,18 @@ static void usage(FILE *f)
             "  -m, --map-size MIB       initial LMDB map size of a new store (default 1024);\n"
             "                           the map grows by itself when it fills\n"
             "  -v, --verbose            say which rings are drained\n"
+            "\n"
+            "Replication to a sidetrack-server (see docs/sync.md):\n"
+            "  -s, --server ENDPOINT    tcp://HOST:PORT of the server (default: none)\n"
+            "      --server-key FILE    the server's public key (its server.pub)\n"
+            "      --key FILE           this agent's key pair (sidetrack keys gen NAME)\n"
+            "      --sync-interval MS   sync this often when connected (default 1000)\n"
+            "      --sync-backlog N     and at once when N changes wait (default 10000)\n"
             "  -h, --help               show this help\n"
             "      --version            show the version\n"
             "\n"
-            "Signals: SIGTERM and SIGINT drain what is published, fsync, and exit 0.\n"
+            "Signals: SIGTERM and SIGINT drain what is published, fsync, and exit 0;\n"
+            "SIGUSR1 syncs now (sidetrack sync now).\n"
             "See docs/agent.md.\n");
 }
 
@@ -87,12 +103,17 @@ int main(int argc, char **argv)
         {"idle-sleep", required_argument, NULL, 'i'},
         {"map-size", required_argument, NULL, 'm'},
         {"verbose", no_argument, NULL, 'v'},
+        {"server", required_argument, NULL, 's'},
+        {"server-key", required_argument, NULL, 'S'},
+        {"key", required_argument, NULL, 'K'},
+        {"sync-interval", required_argument, NULL, 'I'},
+        {"sync-backlog", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:s:vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'd':
             opt.data_dir = optarg;
@@ -123,6 +144,26 @@ int main(int argc, char **argv)
         case 'v':
             opt.verbose = true;
             break;
+        case 's':
+            opt.server = optarg;
+            break;
+        case 'S':
+            opt.server_key = optarg;
+            break;
+        case 'K':
+            opt.key = optarg;
+            break;
+        case 'I':
+            if (parse_u32(optarg, "--sync-interval", 86400000, &opt.sync_interval_ms) < 0)
+                return 2;
+            break;
+        case 'B': {
+            uint32_t v;
+            if (parse_u32(optarg, "--sync-backlog", 1u << 30, &v) < 0)
+                return 2;
+            opt.sync_backlog = v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -140,6 +181,11 @@ int main(int argc, char **argv)
     }
     if (!opt.data_dir) {
         fprintf(stderr, "sidetrackd: no data directory: set --data or $SIDETRACK_DATA\n");
+        return 2;
+    }
+    if (opt.server && (!opt.server_key || !opt.key)) {
+        fprintf(stderr, "sidetrackd: --server needs --server-key (the server's server.pub) and "
+                        "--key (this agent's key pair: sidetrack keys gen NAME)\n");
         return 2;
     }
 
@@ -160,6 +206,27 @@ int main(int argc, char **argv)
               opt.data_dir, opt.fsync_interval_ms ? "every " : "on every commit, ",
               opt.fsync_interval_ms, opt.batch_records);
 
+    if (opt.server) {
+        struct replicate_options ro = {
+            .endpoint = opt.server,
+            .server_key = opt.server_key,
+            .key = opt.key,
+            .interval_ms = opt.sync_interval_ms,
+            .backlog_threshold = opt.sync_backlog,
+        };
+        struct replicator *rp = NULL;
+        if (replicate_start(&rp, a.store, &ro, err, sizeof err) < 0) {
+            fprintf(stderr, "sidetrackd: sync: %s\n", err);
+            agent_fini(&a);
+            return 1;
+        }
+        a.repl = replicator = rp;
+        struct sigaction su = {.sa_handler = on_sync_now};
+        sigemptyset(&su.sa_mask);
+        su.sa_flags = SA_RESTART;
+        sigaction(SIGUSR1, &su, NULL);
+        agent_log("info", "replicating to %s", opt.server);
+    }
     a.version = SIDETRACK_VERSION;
     a.start_ns = agent_now_ns();
     agent_status_write(&a, false);
@@ -217,6 +284,10 @@ int main(int argc, char **argv)
             break;
     }
     int s = agent_maybe_sync(&a, true);
+    if (a.repl) {
+        replicate_stop(a.repl); /* what is not acknowledged stays in the journal */
+        a.repl = replicator = NULL;
+    }
     agent_status_write(&a, true); /* "stopped", with when it was last seen */
     agent_log("info", "stopped after storing %llu records in %llu commits",
               (unsigned long long)a.records_total, (unsigned long long)a.commits);

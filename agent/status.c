@@ -9,6 +9,7 @@
  * write the file is ignored (it is a window, not data).
  */
 #include "agent.h"
+#include "replicate.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,6 +125,23 @@ void agent_status_write(struct agent *a, bool stopped)
         kv_u64(f, "map_size", si.map_size);
         kv_u64(f, "used_bytes", si.used_bytes);
         kv_u64(f, "file_bytes", si.file_bytes);
+    }
+    if (a->repl) {
+        struct replicate_status rs;
+        replicate_get_status(a->repl, &rs);
+        kv_str(f, "sync_server", a->opt.server);
+        kv_u64(f, "sync_connected", rs.connected);
+        kv_u64(f, "sync_acked", rs.acked);
+        kv_u64(f, "sync_journal_next", rs.journal_next);
+        kv_u64(f, "sync_backlog_ops", rs.backlog_ops);
+        kv_u64(f, "sync_backlog_since_ms", rs.backlog_since_ms);
+        kv_u64(f, "sync_last_ack_ms", rs.last_ack_ms);
+        kv_u64(f, "sync_batches", rs.batches);
+        kv_u64(f, "sync_ops", rs.ops);
+        kv_u64(f, "sync_points", rs.points);
+        kv_u64(f, "sync_points_per_sec", (uint64_t)rs.points_per_sec);
+        kv_str(f, "sync_last_error", rs.last_error);
+        kv_u64(f, "sync_last_error_ms", rs.last_error_ms);
     }
     uint64_t nlanes = 0;
     for (size_t k = 0; k < a->narenas; k++)

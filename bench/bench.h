@@ -22,6 +22,8 @@ int bench_ring_mt(const struct bench_opts *o);  /* "ring-mt": two producer threa
 int bench_e2e(const struct bench_opts *o);      /* "e2e" and "e2e-window100" */
 int bench_e2e_window(const struct bench_opts *o); /* "e2e-window100" alone */
 int bench_python(const struct bench_opts *o);   /* "python": python -m sidetrack.bench */
+int bench_sync(const struct bench_opts *o);     /* "sync" and "sync-catchup" */
+int bench_sync_catchup(const struct bench_opts *o); /* "sync-catchup" alone */
 
 /* ---- time -------------------------------------------------------------------------- */
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */
@@ -54,6 +56,8 @@ void child_after_fork(int death_signal);
 /* $SIDETRACK_AGENT, else next to this program (build tree: ../agent/sidetrackd; installed:
  * ../sbin/sidetrackd or the same folder), else the PATH. Returns 0 or -ENOENT. */
 int find_agent(char *buf, size_t len);
+/* The same for sidetrack-server ($SIDETRACK_SERVER, ../server/, ../sbin/, the PATH). */
+int find_server(char *buf, size_t len);
 
 /* ---- what else ran ------------------------------------------------------------------ */
 /* The machine's busy time (from /proc/stat) minus this process's and its reaped children's

@@ -21,6 +21,7 @@
  */
 #include "bench.h"
 
+#include "keys.h"
 #include "shmlog.h"
 #include "sidetrack.h"
 #include "store.h"
@@ -34,7 +35,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -173,9 +177,17 @@ static int producer_main(const char *ring_dir, const struct shmlog_arena *arena,
 
 /* ---- the parent -------------------------------------------------------------------------- */
 
+enum { SYNC_NONE, SYNC_LIVE, SYNC_CATCHUP };
+
 struct e2e {
     const char *name;
     uint32_t fsync_ms;
+    int sync_mode;       /* SYNC_*: an agent replicating to a server of the bench's own */
+    char server[4096];   /* sidetrack-server */
+    char srv_store[512]; /* its store: $TMPDIR/sidetrack-bench-<name>-srv-XXXXXX */
+    char srv_log[600];
+    char endpoint[64];
+    pid_t server_pid;
     uint64_t n;
     char agent[4096];
     char root[512];  /* /dev/shm/sidetrack-bench-<name>-XXXXXX: the ring dir and agent.log */
@@ -213,8 +225,17 @@ static pid_t start_agent(struct e2e *e)
         dup2(fd, 2);
         dup2(fd, 1);
     }
-    execl(e->agent, e->agent, "--data", e->store, "--ring-dir", e->root, "--fsync-interval",
-          fsync, (char *)NULL);
+    if (e->sync_mode) {
+        char skey[700], akey[700];
+        snprintf(skey, sizeof skey, "%s/server.pub", e->srv_store);
+        snprintf(akey, sizeof akey, "%s/agent.key", e->root);
+        execl(e->agent, e->agent, "--data", e->store, "--ring-dir", e->root, "--fsync-interval",
+              fsync, "--server", e->endpoint, "--server-key", skey, "--key", akey,
+              "--sync-interval", "50", (char *)NULL);
+    } else {
+        execl(e->agent, e->agent, "--data", e->store, "--ring-dir", e->root, "--fsync-interval",
+              fsync, (char *)NULL);
+    }
     fprintf(stderr, "sidetrack-bench: cannot run %s: %s\n", e->agent, strerror(errno));
     _exit(127);
 }
@@ -297,6 +318,126 @@ static void agent_totals(const struct e2e *e, unsigned long long *records,
     fclose(f);
 }
 
+/* ---- the server (sync scenarios) ------------------------------------------------------- */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* Keys for both sides, the agent's public key in the server's allow-list. */
+static int sync_setup(struct e2e *e)
+{
+    if (find_server(e->server, sizeof e->server) < 0) {
+        warnx_("%s: cannot find sidetrack-server: build it, put it on the PATH or set "
+               "$SIDETRACK_SERVER", e->name);
+        return -1;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%s-srv", e->name);
+    int r, port = free_port();
+    char pub[SYNC_KEY_Z85 + 1], dir[700], path[800];
+    if (port < 0 || (r = scratch_store_dir(e->srv_store, sizeof e->srv_store, what)) < 0) {
+        warnx_("%s: cannot make the server's scratch directory", e->name);
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s/agents.d", e->srv_store);
+    if ((r = sync_keys_gen(e->srv_store, "server", pub)) < 0 ||
+        (r = sync_keys_gen(e->root, "agent", pub)) < 0 || mkdir(dir, 0755) < 0) {
+        warnx_("%s: cannot make the keys in %s: %s", e->name, e->srv_store,
+               strerror(r < 0 ? -r : errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/agent.pub", dir);
+    FILE *f = fopen(path, "we");
+    if (!f || fprintf(f, "%s\n", pub) < 0 || fclose(f) != 0) {
+        warnx_("%s: cannot write %s", e->name, path);
+        return -1;
+    }
+    snprintf(e->endpoint, sizeof e->endpoint, "tcp://127.0.0.1:%d", port);
+    snprintf(e->srv_log, sizeof e->srv_log, "%s/server.log", e->root);
+    return 0;
+}
+
+static int start_server(struct e2e *e)
+{
+    e->server_pid = fork();
+    if (e->server_pid < 0)
+        return -1;
+    if (e->server_pid > 0) {
+        cleanup_add_pid(e->server_pid);
+        return 0;
+    }
+    child_after_fork(SIGTERM);
+    int fd = open(e->srv_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        dup2(fd, 1);
+    }
+    execl(e->server, e->server, "--data", e->srv_store, "--zmq", e->endpoint, (char *)NULL);
+    fprintf(stderr, "sidetrack-bench: cannot run %s: %s\n", e->server, strerror(errno));
+    _exit(127);
+}
+
+/* Points of the producer's run in the server's store (0 while it has none). */
+static uint64_t server_points(const struct e2e *e)
+{
+    struct store *s;
+    if (store_open(&s, e->srv_store, STORE_RDONLY, 0) < 0)
+        return 0;
+    uint8_t id[16];
+    struct store_txn *t;
+    uint64_t n = 0;
+    if (store_run_id_parse(e->sh->run_id, id) == 0 && store_begin(s, false, &t) == 0) {
+        for (int k = 0; k < NKEYS; k++) {
+            struct store_metric_summary sum;
+            if (store_metric_summary_get(t, id, key_names[k], &sum) == 0)
+                n += sum.count;
+        }
+        store_abort(t);
+    }
+    store_close(s);
+    return n;
+}
+
+/* Waits until the server holds all n points; -1 when it stalls for E2E_STALL_S or dies. */
+static int wait_server_has(struct e2e *e, uint64_t n)
+{
+    uint64_t last = 0, last_change = now_ns();
+    for (;;) {
+        uint64_t got = server_points(e);
+        if (got >= n)
+            return 0;
+        uint64_t now = now_ns();
+        if (got != last) {
+            last = got;
+            last_change = now;
+        } else if (now - last_change > E2E_STALL_S * 1000000000ull) {
+            warnx_("%s: the server gained no point for %d s (%llu of %llu); its log is %s",
+                   e->name, E2E_STALL_S, (unsigned long long)got, (unsigned long long)n,
+                   e->srv_log);
+            return -1;
+        }
+        int st;
+        if (waitpid(e->server_pid, &st, WNOHANG) == e->server_pid) {
+            cleanup_del_pid(e->server_pid);
+            e->server_pid = 0;
+            warnx_("%s: the server died; its log is %s", e->name, e->srv_log);
+            return -1;
+        }
+        sleep_us(2000);
+    }
+}
+
 struct store_check {
     struct store_info info;
     uint64_t points;
@@ -336,6 +477,12 @@ static void check_store(const struct e2e *e, struct store_check *sc)
 
 static void e2e_cleanup(struct e2e *e)
 {
+    if (e->server_pid > 0) {
+        kill(e->server_pid, SIGKILL);
+        waitpid(e->server_pid, NULL, 0);
+        cleanup_del_pid(e->server_pid);
+    }
+    scratch_remove(e->srv_store);
     if (e->prod_pid > 0) {
         kill(e->prod_pid, SIGKILL);
         waitpid(e->prod_pid, NULL, 0);
@@ -354,9 +501,10 @@ static void e2e_cleanup(struct e2e *e)
     scratch_remove(e->store);
 }
 
-static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fsync_ms)
+static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fsync_ms,
+                       int sync_mode)
 {
-    struct e2e e = {.name = name, .fsync_ms = fsync_ms};
+    struct e2e e = {.name = name, .fsync_ms = fsync_ms, .sync_mode = sync_mode};
     e.n = o->ops ? o->ops : o->quick ? E2E_QUICK_OPS : E2E_DEFAULT_OPS;
     int ret = 1;
     struct load_probe load;
@@ -389,6 +537,10 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
     }
     fflush(stdout);
     fflush(stderr);
+    if (sync_mode && sync_setup(&e) < 0)
+        goto out;
+    if (sync_mode == SYNC_LIVE && start_server(&e) < 0)
+        goto out;
     if ((e.agent_pid = start_agent(&e)) < 0 || wait_agent_ready(&e) < 0)
         goto out;
 
@@ -413,6 +565,39 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
     if (wait_all_committed(&e) < 0)
         goto out;
     uint64_t t_done = now_ns();
+    if (sync_mode) {
+        uint64_t t0 = now_ns();
+        if (sync_mode == SYNC_CATCHUP && start_server(&e) < 0)
+            goto out;
+        if (wait_server_has(&e, e.n - e.sh->dropped) < 0)
+            goto out;
+        uint64_t t1 = now_ns();
+        jl_begin(name);
+        jl_u64("ops", e.n);
+        if (sync_mode == SYNC_LIVE) {
+            double secs = (double)(t1 - e.sh->t_first) / 1e9;
+            jl_f("seconds", secs, 4);
+            jl_f("ops_per_sec", (double)e.n / secs, 0);
+            jl_f("local_commit_seconds", (double)(t_done - e.sh->t_first) / 1e9, 4);
+            jl_f("server_after_local_seconds", (double)(t1 - t_done) / 1e9, 4);
+        } else {
+            double secs = (double)(t1 - t0) / 1e9;
+            jl_f("seconds", secs, 4);
+            jl_f("ops_per_sec", (double)e.n / secs, 0);
+            jl_f("backlog_build_seconds", (double)(t_done - e.sh->t_first) / 1e9, 4);
+        }
+        jl_b("curve", true);
+        jl_u64("dropped", e.sh->dropped);
+        jl_b("verified", server_points(&e) == e.n - e.sh->dropped && e.sh->dropped == 0);
+        load_report(&load);
+        jl_end();
+        kill(e.server_pid, SIGTERM);
+        waitpid(e.server_pid, NULL, 0);
+        cleanup_del_pid(e.server_pid);
+        e.server_pid = 0;
+        ret = e.sh->dropped ? 1 : 0;
+        goto out;
+    }
 
     kill(e.agent_pid, SIGTERM);
     struct rusage ru;
@@ -482,8 +667,22 @@ out:
 
 int bench_e2e(const struct bench_opts *o)
 {
-    int r = e2e_variant(o, "e2e", 0);
-    return e2e_variant(o, "e2e-window100", 100) | r;
+    int r = e2e_variant(o, "e2e", 0, SYNC_NONE);
+    return e2e_variant(o, "e2e-window100", 100, SYNC_NONE) | r;
 }
 
-int bench_e2e_window(const struct bench_opts *o) { return e2e_variant(o, "e2e-window100", 100); }
+int bench_e2e_window(const struct bench_opts *o)
+{
+    return e2e_variant(o, "e2e-window100", 100, SYNC_NONE);
+}
+
+int bench_sync(const struct bench_opts *o)
+{
+    int r = e2e_variant(o, "sync", 100, SYNC_LIVE);
+    return e2e_variant(o, "sync-catchup", 100, SYNC_CATCHUP) | r;
+}
+
+int bench_sync_catchup(const struct bench_opts *o)
+{
+    return e2e_variant(o, "sync-catchup", 100, SYNC_CATCHUP);
+}

@@ -23,6 +23,11 @@ static const struct scenario scenarios[] = {
      "producer process -> sidetrackd -> store, durable (--fsync-interval 0), then\n"
      "                  again as e2e-window100 (--fsync-interval 100); default 10,000,000 points"},
     {"e2e-window100", bench_e2e_window, false, "the second half of e2e alone"},
+    {"sync", bench_sync, false,
+     "producer -> agent -> sidetrack-server over ZeroMQ with CURVE, until the server has\n"
+     "                  committed every point; then sync-catchup: a backlog built with the server\n"
+     "                  down, timed from the server's start (default 10,000,000 points each)"},
+    {"sync-catchup", bench_sync_catchup, false, "the second half of sync alone"},
     {"python", bench_python, false,
      "the Python package: log_metric with a float, a numpy scalar and a tensor beside\n"
      "                  list.append (python -m sidetrack.bench; --cuda adds a GPU training loop)"},
@@ -114,6 +119,8 @@ int main(int argc, char **argv)
             chosen[k] = scenarios[k].in_all;
     if (chosen[scenario_index("e2e")]) /* e2e includes e2e-window100 */
         chosen[scenario_index("e2e-window100")] = false;
+    if (chosen[scenario_index("sync")]) /* sync includes sync-catchup */
+        chosen[scenario_index("sync-catchup")] = false;
 
     cleanup_init();
     print_machine();

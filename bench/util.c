@@ -276,12 +276,15 @@ static bool executable_at(char *buf, size_t len, const char *dir, const char *re
     return stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0;
 }
 
-int find_agent(char *buf, size_t len)
+/* $ENV, else next to this program (the build tree's ../DIR/NAME, an installation's ../sbin/NAME
+ * or the same folder), else the PATH and the sbin folders. */
+static int find_program(char *buf, size_t len, const char *env_name, const char *build_dir,
+                        const char *name)
 {
-    const char *env = getenv("SIDETRACK_AGENT");
+    const char *env = getenv(env_name);
     if (env && *env) {
         if ((size_t)snprintf(buf, len, "%s", env) >= len || access(buf, X_OK) < 0) {
-            warnx_("$SIDETRACK_AGENT=%s is not an executable", env);
+            warnx_("$%s=%s is not an executable", env_name, env);
             return -ENOENT;
         }
         return 0;
@@ -293,11 +296,11 @@ int find_agent(char *buf, size_t len)
         char *slash = strrchr(self, '/');
         if (slash) {
             *slash = 0;
-            /* build tree: build/bench/sidetrack-bench, build/agent/sidetrackd; installed:
-             * PREFIX/bin/sidetrack-bench, PREFIX/sbin/sidetrackd */
-            static const char *const rel[] = {"../agent/sidetrackd", "sidetrackd",
-                                              "../sbin/sidetrackd"};
-            for (size_t i = 0; i < sizeof rel / sizeof *rel; i++)
+            char rel[3][256];
+            snprintf(rel[0], sizeof rel[0], "../%s/%s", build_dir, name);
+            snprintf(rel[1], sizeof rel[1], "%s", name);
+            snprintf(rel[2], sizeof rel[2], "../sbin/%s", name);
+            for (size_t i = 0; i < 3; i++)
                 if (executable_at(buf, len, self, rel[i])) {
                     char real[PATH_MAX];
                     if (realpath(buf, real) && strlen(real) < len)
@@ -311,7 +314,17 @@ int find_agent(char *buf, size_t len)
     snprintf(dirs, sizeof dirs, "%s:/usr/local/sbin:/usr/sbin:/sbin", path ? path : "");
     char *save = NULL;
     for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save))
-        if (*d && executable_at(buf, len, d, "sidetrackd"))
+        if (*d && executable_at(buf, len, d, name))
             return 0;
     return -ENOENT;
+}
+
+int find_agent(char *buf, size_t len)
+{
+    return find_program(buf, len, "SIDETRACK_AGENT", "agent", "sidetrackd");
+}
+
+int find_server(char *buf, size_t len)
+{
+    return find_program(buf, len, "SIDETRACK_SERVER", "server", "sidetrack-server");
 }

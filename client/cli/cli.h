@@ -54,6 +54,17 @@ int cmd_runs_show(struct cli *c, int argc, char **argv);
 int cmd_metrics(struct cli *c, int argc, char **argv);
 int cmd_artifacts(struct cli *c, int argc, char **argv);
 int cmd_status(struct cli *c, int argc, char **argv);
+int cmd_sync(struct cli *c, int argc, char **argv);
+int cmd_keys(struct cli *c, int argc, char **argv);
+
+/* DATA/agent.status (agent_file.c): the whole file (free() it), or NULL when there is none;
+ * a key's value as a number or a string; whether the pid that wrote it lives and the file is
+ * fresh (written in the last 5 s). */
+char *cli_agent_doc_read(const char *data_dir);
+const char *cli_af_find(const char *doc, const char *key);
+uint64_t cli_af_u64(const char *doc, const char *key);
+void cli_af_str(const char *doc, const char *key, char *out, size_t len);
+bool cli_agent_alive(uint64_t pid, uint64_t updated_ms);
 
 /* Shared by `runs list` and `runs show` (cmd_runs.c): the run's fields as MLflow's RunInfo
  * names them (experiment_id a string, times in ms, end_time null while running). */

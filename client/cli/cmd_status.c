@@ -42,86 +42,35 @@ struct agent_file {
     char version[64], ring_dir[4096], last_error[512];
 };
 
-/* The value of top-level key `key` in the agent's file (each on its own line, two spaces in):
- * a pointer just past "key": , or NULL. */
-static const char *af_find(const char *doc, const char *key)
-{
-    char pat[80];
-    snprintf(pat, sizeof pat, "\n  \"%s\": ", key);
-    const char *p = strstr(doc, pat);
-    return p ? p + strlen(pat) : NULL;
-}
-
-static uint64_t af_u64(const char *doc, const char *key)
-{
-    const char *p = af_find(doc, key);
-    return p ? strtoull(p, NULL, 10) : 0;
-}
-
-/* Decodes a JSON string as agent/status.c writes it (\" \\ \u00XX escapes). */
-static void af_str(const char *doc, const char *key, char *out, size_t len)
-{
-    const char *p = af_find(doc, key);
-    size_t n = 0;
-    if (p && *p++ == '"') {
-        while (*p && *p != '"' && n + 1 < len) {
-            char ch = *p++;
-            if (ch == '\\' && *p) {
-                ch = *p++;
-                if (ch == 'u' && strlen(p) >= 4) {
-                    char hex[5] = {p[0], p[1], p[2], p[3], 0};
-                    ch = (char)strtoul(hex, NULL, 16);
-                    p += 4;
-                }
-            }
-            out[n++] = ch;
-        }
-    }
-    out[n] = 0;
-}
-
 static void agent_file_read(const char *data_dir, struct agent_file *af)
 {
     memset(af, 0, sizeof *af);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/agent.status", data_dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char *doc = cli_agent_doc_read(data_dir);
+    if (!doc)
         return;
-    char *doc = malloc(1 << 20);
-    ssize_t n = doc ? read(fd, doc, (1 << 20) - 1) : -1;
-    close(fd);
-    if (n <= 0) {
-        free(doc);
-        return;
-    }
-    doc[n] = 0;
     char state[32];
-    af_str(doc, "state", state, sizeof state);
-    af->present = af_find(doc, "pid") != NULL;
+    cli_af_str(doc, "state", state, sizeof state);
+    af->present = cli_af_find(doc, "pid") != NULL;
     af->stopped = !strcmp(state, "stopped");
-    af->pid = af_u64(doc, "pid");
-    af->started_ms = af_u64(doc, "started_ms");
-    af->updated_ms = af_u64(doc, "updated_ms");
-    af->fsync_interval_ms = af_u64(doc, "fsync_interval_ms");
-    af->batch_records = af_u64(doc, "batch_records");
-    af->records_since_start = af_u64(doc, "records_since_start");
-    af->commits = af_u64(doc, "commits");
-    af->last_commit_ms = af_u64(doc, "last_commit_ms");
-    af->last_sync_ms = af_u64(doc, "last_sync_ms");
-    af->unsynced = af_u64(doc, "unsynced");
-    af->backlog = af_u64(doc, "backlog");
-    af->last_error_ms = af_u64(doc, "last_error_ms");
-    af->rings = af_u64(doc, "rings");
-    af->lanes_draining = af_u64(doc, "lanes_draining");
-    af_str(doc, "version", af->version, sizeof af->version);
-    af_str(doc, "ring_dir", af->ring_dir, sizeof af->ring_dir);
-    af_str(doc, "last_error", af->last_error, sizeof af->last_error);
+    af->pid = cli_af_u64(doc, "pid");
+    af->started_ms = cli_af_u64(doc, "started_ms");
+    af->updated_ms = cli_af_u64(doc, "updated_ms");
+    af->fsync_interval_ms = cli_af_u64(doc, "fsync_interval_ms");
+    af->batch_records = cli_af_u64(doc, "batch_records");
+    af->records_since_start = cli_af_u64(doc, "records_since_start");
+    af->commits = cli_af_u64(doc, "commits");
+    af->last_commit_ms = cli_af_u64(doc, "last_commit_ms");
+    af->last_sync_ms = cli_af_u64(doc, "last_sync_ms");
+    af->unsynced = cli_af_u64(doc, "unsynced");
+    af->backlog = cli_af_u64(doc, "backlog");
+    af->last_error_ms = cli_af_u64(doc, "last_error_ms");
+    af->rings = cli_af_u64(doc, "rings");
+    af->lanes_draining = cli_af_u64(doc, "lanes_draining");
+    cli_af_str(doc, "version", af->version, sizeof af->version);
+    cli_af_str(doc, "ring_dir", af->ring_dir, sizeof af->ring_dir);
+    cli_af_str(doc, "last_error", af->last_error, sizeof af->last_error);
     free(doc);
-    int64_t age = cli_now_ms() - (int64_t)af->updated_ms;
-    bool alive = af->pid > 0 && af->pid < (1u << 31) &&
-                 (kill((pid_t)af->pid, 0) == 0 || errno == EPERM);
-    af->running = af->present && !af->stopped && alive && age < STALE_MS && age > -STALE_MS;
+    af->running = af->present && !af->stopped && cli_agent_alive(af->pid, af->updated_ms);
 }
 
 /* ---- lanes ------------------------------------------------------------------------------ */

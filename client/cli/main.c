@@ -41,6 +41,8 @@ static const struct command commands[] = {
     {"metrics", cmd_metrics},
     {"artifacts", cmd_artifacts},
     {"status", cmd_status},
+    {"sync", cmd_sync},
+    {"keys", cmd_keys},
     {0},
 };
 
@@ -60,6 +62,8 @@ static void usage(FILE *f)
           "  artifacts RUN --get PATH [--out FILE]         copy an artifact's content out\n"
           "  status [--json]                               is sidetrackd running and keeping\n"
           "                                                up; the lanes of the rings\n"
+          "  sync status [--json] | sync now               replication to sidetrack-server\n"
+          "  keys gen NAME [--dir DIR] | keys show FILE    CURVE keys for replication\n"
           "\n"
           "Options:\n"
           "  -d, --data DIR  the store's directory (default: $SIDETRACK_DATA, else\n"

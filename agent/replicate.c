@@ -1,0 +1,536 @@
+/* replicate.c — the agent's side of replication (see replicate.h and sync/protocol.h).
+ *
+ * One thread, one DEALER socket. States: saying HELLO (retried with exponential backoff and
+ * jitter until a WELCOME comes back), then streaming: up to `window` batches in flight, each
+ * a run of consecutive journal ops; an ACK moves the acknowledged mark and trims the journal
+ * below it; a gap ERROR rewinds to the server's mark; no answer for a while means the link or
+ * the server went away, and the thread says HELLO again. ZeroMQ reconnects the socket by
+ * itself and its heartbeats notice a dead peer; the batches are idempotent on the server, so
+ * resending after any doubt is always safe.
+ */
+#include "replicate.h"
+
+#include "keys.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define ACK_TIMEOUT_MS 15000   /* no answer to a batch this long: the link is in doubt */
+#define HELLO_BACKOFF_MIN_MS 100
+#define HELLO_BACKOFF_MAX_MS 30000
+#define MAX_OPS_PER_BATCH 65536
+
+struct inflight {
+    uint64_t first, last;
+    uint64_t points;
+    uint64_t sent_ms;
+};
+
+struct replicator {
+    struct store *store;
+    struct replicate_options opt;
+    char endpoint[1024];
+    char server_pub[SYNC_KEY_Z85 + 1], pub[SYNC_KEY_Z85 + 1], sec[SYNC_KEY_Z85 + 1];
+    char host[256];
+    uint8_t agent[16];
+    void *ctx, *sock;
+    pthread_t thread;
+    bool started;
+    _Atomic bool stop;
+    _Atomic bool kick;
+    pthread_mutex_t mu; /* guards st */
+    struct replicate_status st;
+    /* thread-only state */
+    struct inflight *win;
+    uint32_t nwin;
+    uint64_t next_send;
+    struct sync_buf buf;
+    struct store_point *pts;
+    size_t pts_cap;
+    uint64_t rate_t0_ms, rate_points0;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void set_error(struct replicator *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_error(struct replicator *r, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&r->mu);
+    bool same = !strcmp(r->st.last_error, msg);
+    snprintf(r->st.last_error, sizeof r->st.last_error, "%s", msg);
+    r->st.last_error_ms = now_ms();
+    pthread_mutex_unlock(&r->mu);
+    if (!same) /* said once per distinct error, not once per retry */
+        fprintf(stderr, "sidetrackd: warning: sync: %s\n", msg);
+}
+
+static void set_connected(struct replicator *r, bool c)
+{
+    pthread_mutex_lock(&r->mu);
+    r->st.connected = c;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int journal_next(struct replicator *r, uint64_t *next)
+{
+    struct store_txn *t;
+    int rc = store_begin(r->store, false, &t);
+    if (rc < 0)
+        return rc;
+    uint64_t first;
+    rc = store_journal_bounds(t, &first, next);
+    store_abort(t);
+    return rc;
+}
+
+static void update_backlog(struct replicator *r)
+{
+    uint64_t next;
+    if (journal_next(r, &next) < 0)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->st.journal_next = next;
+    r->st.backlog_ops = next > r->st.acked ? next - r->st.acked : 0;
+    if (r->st.backlog_ops == 0)
+        r->st.backlog_since_ms = 0;
+    else if (r->st.backlog_since_ms == 0)
+        r->st.backlog_since_ms = now_ms();
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int send_frame(struct replicator *r)
+{
+    if (r->buf.err)
+        return r->buf.err;
+    return zmq_send(r->sock, r->buf.data, r->buf.len, ZMQ_DONTWAIT) < 0 ? -errno : 0;
+}
+
+/* ---- building a batch from the journal ---- */
+
+struct collect {
+    struct replicator *r;
+    struct store_txn *t;
+    struct store_op *ops;
+    size_t n, cap;
+    size_t bytes;
+    uint64_t points;
+    int err;
+};
+
+static int collect_op(const struct store_op *op, void *arg)
+{
+    struct collect *c = arg;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 256;
+        struct store_op *no = realloc(c->ops, ncap * sizeof *no);
+        if (!no)
+            return c->err = -ENOMEM;
+        c->ops = no;
+        c->cap = ncap;
+    }
+    c->ops[c->n++] = *op;
+    c->bytes += 64 + (op->key ? strlen(op->key) : 0) + (op->value ? strlen(op->value) : 0) +
+                op->count * 24;
+    c->points += op->type == STORE_OP_METRICS ? op->count : 0;
+    /* Stop at the size aimed for: the op that crossed it is in (a batch always moves on). */
+    return c->bytes >= c->r->opt.batch_bytes || c->n >= MAX_OPS_PER_BATCH ? 1 : 0;
+}
+
+static int build_and_send(struct replicator *r, bool *sent)
+{
+    *sent = false;
+    struct store_txn *t;
+    int rc = store_begin(r->store, false, &t);
+    if (rc < 0)
+        return rc;
+    struct collect c = {.r = r, .t = t};
+    rc = store_journal_read(t, r->next_send, 0, collect_op, &c);
+    if (rc == 1)
+        rc = 0;
+    if (rc == 0 && c.err)
+        rc = c.err;
+    if (rc < 0 || c.n == 0)
+        goto out;
+    if (c.ops[0].seq != r->next_send) {
+        /* Trimmed past what the server has: it acknowledged more than we sent, or the journal
+         * was cut by hand. Nothing can be resent: say so loudly and go on from here. */
+        set_error(r, "journal starts at op %llu, the server expects %llu: ops in between "
+                     "are gone", (unsigned long long)c.ops[0].seq,
+                  (unsigned long long)r->next_send);
+    }
+    sync_buf_reset(&r->buf);
+    uint64_t first = c.ops[0].seq, last = c.ops[c.n - 1].seq;
+    sync_batch_begin(&r->buf, r->agent, first, last, (uint32_t)c.n);
+    for (size_t i = 0; i < c.n && !r->buf.err; i++) {
+        const struct store_op *op = &c.ops[i];
+        const struct store_point *pts = NULL;
+        if (op->type == STORE_OP_METRICS && op->count) {
+            if (op->count > r->pts_cap) {
+                struct store_point *np = realloc(r->pts, op->count * sizeof *np);
+                if (!np) {
+                    rc = -ENOMEM;
+                    goto out;
+                }
+                r->pts = np;
+                r->pts_cap = op->count;
+            }
+            if ((rc = store_metric_range(t, op->run, op->key, op->first_index, op->count,
+                                         r->pts)) < 0)
+                goto out;
+            pts = r->pts;
+        }
+        sync_batch_op(&r->buf, op, pts);
+    }
+    sync_batch_finish(&r->buf);
+    if ((rc = send_frame(r)) < 0)
+        goto out;
+    r->win[r->nwin++] = (struct inflight){first, last, c.points, mono_ms()};
+    r->next_send = last + 1;
+    *sent = true;
+out:
+    store_abort(t);
+    free(c.ops);
+    return rc;
+}
+
+/* ---- acknowledgements ---- */
+
+static void trim(struct replicator *r, uint64_t hwm)
+{
+    struct store_txn *t;
+    if (store_begin(r->store, true, &t) < 0)
+        return;
+    if (store_journal_trim(t, hwm) < 0 || store_commit(t) < 0) {
+        if (t)
+            store_abort(t);
+    }
+}
+
+static void on_ack(struct replicator *r, uint64_t hwm)
+{
+    uint64_t ops = 0, points = 0, batches = 0;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < r->nwin; i++) {
+        if (r->win[i].last < hwm) {
+            ops += r->win[i].last - r->win[i].first + 1;
+            points += r->win[i].points;
+            batches++;
+        } else {
+            r->win[k++] = r->win[i];
+        }
+    }
+    r->nwin = k;
+    pthread_mutex_lock(&r->mu);
+    if (hwm > r->st.acked)
+        r->st.acked = hwm;
+    r->st.batches += batches;
+    r->st.ops += ops;
+    r->st.points += points;
+    r->st.last_ack_ms = now_ms();
+    uint64_t t = mono_ms();
+    if (!r->rate_t0_ms)
+        r->rate_t0_ms = t, r->rate_points0 = r->st.points;
+    else if (t - r->rate_t0_ms >= 2000) {
+        r->st.points_per_sec =
+            (double)(r->st.points - r->rate_points0) * 1000.0 / (double)(t - r->rate_t0_ms);
+        r->rate_t0_ms = t, r->rate_points0 = r->st.points;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (r->next_send < hwm)
+        r->next_send = hwm;
+    trim(r, hwm);
+}
+
+/* Waits for one reply up to timeout_ms. 1 handled, 0 none, <0 error. */
+static int recv_reply(struct replicator *r, int timeout_ms, struct sync_msg *m)
+{
+    zmq_pollitem_t it = {.socket = r->sock, .events = ZMQ_POLLIN};
+    int n = zmq_poll(&it, 1, timeout_ms);
+    if (n <= 0)
+        return n < 0 && errno != EINTR ? -errno : 0;
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, r->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&msg);
+        return 0;
+    }
+    int rc = sync_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), m);
+    zmq_msg_close(&msg);
+    if (rc < 0) {
+        set_error(r, "a malformed reply from the server (%s)", strerror(-rc));
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- the loop ---- */
+
+static uint64_t backoff_ms(unsigned attempt)
+{
+    uint64_t d = HELLO_BACKOFF_MIN_MS << (attempt < 9 ? attempt : 9);
+    if (d > HELLO_BACKOFF_MAX_MS)
+        d = HELLO_BACKOFF_MAX_MS;
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+        rnd = (uint32_t)mono_ms() * 2654435761u;
+    return d / 2 + rnd % (d / 2 + 1); /* "full jitter" on the upper half */
+}
+
+static bool sleep_or_stop(struct replicator *r, uint64_t ms)
+{
+    uint64_t until = mono_ms() + ms;
+    while (!atomic_load(&r->stop) && mono_ms() < until) {
+        if (atomic_exchange(&r->kick, false))
+            return false;
+        usleep(10000);
+    }
+    return atomic_load(&r->stop);
+}
+
+/* HELLO until a WELCOME: returns the server's mark, or 0 when stopping. */
+static uint64_t say_hello(struct replicator *r)
+{
+    for (unsigned attempt = 0; !atomic_load(&r->stop); attempt++) {
+        uint64_t next = 1;
+        journal_next(r, &next);
+        update_backlog(r); /* `sync status` shows what waits while the server is away */
+        sync_buf_reset(&r->buf);
+        sync_encode_hello(&r->buf, r->agent, r->host, next);
+        int rc = send_frame(r);
+        if (rc == 0) {
+            uint64_t deadline = mono_ms() + 2000 + backoff_ms(attempt);
+            while (mono_ms() < deadline && !atomic_load(&r->stop)) {
+                struct sync_msg m;
+                int got = recv_reply(r, 100, &m);
+                if (got <= 0)
+                    continue;
+                uint64_t hwm = m.hwm;
+                int type = m.type, code = m.code;
+                char text[sizeof m.msg];
+                snprintf(text, sizeof text, "%s", m.msg);
+                sync_msg_free(&m);
+                if (type == SYNC_WELCOME)
+                    return hwm ? hwm : 1;
+                if (type == SYNC_ERROR)
+                    set_error(r, "the server refused HELLO: %s (%s)", text, strerror(-code));
+                /* a stale ACK or ERROR of an earlier connection: keep waiting */
+            }
+            set_error(r, "no answer from %s (server down, unreachable, or this agent's key "
+                         "not in its allow-list); retrying", r->endpoint);
+        } else {
+            set_error(r, "cannot reach %s (%s); retrying", r->endpoint, zmq_strerror(-rc));
+            if (sleep_or_stop(r, backoff_ms(attempt)))
+                return 0;
+        }
+    }
+    return 0;
+}
+
+static void *replicate_main(void *arg)
+{
+    struct replicator *r = arg;
+    while (!atomic_load(&r->stop)) {
+        set_connected(r, false);
+        uint64_t hwm = say_hello(r);
+        if (!hwm)
+            break;
+        r->nwin = 0;
+        r->next_send = hwm;
+        set_connected(r, true);
+        pthread_mutex_lock(&r->mu);
+        if (hwm > r->st.acked)
+            r->st.acked = hwm;
+        r->st.last_error[0] = 0;
+        pthread_mutex_unlock(&r->mu);
+        fprintf(stderr, "sidetrackd: info: sync: connected to %s; the server has ops below "
+                        "%llu\n", r->endpoint, (unsigned long long)hwm);
+        trim(r, hwm);
+        uint64_t last_round = 0;
+        bool lost = false;
+        while (!atomic_load(&r->stop) && !lost) {
+            update_backlog(r);
+            pthread_mutex_lock(&r->mu);
+            uint64_t backlog = r->st.journal_next > r->next_send
+                                   ? r->st.journal_next - r->next_send
+                                   : 0;
+            pthread_mutex_unlock(&r->mu);
+            bool due = atomic_exchange(&r->kick, false) ||
+                       mono_ms() - last_round >= r->opt.interval_ms ||
+                       backlog >= r->opt.backlog_threshold || r->nwin > 0;
+            /* Fill the window while there is something to send. */
+            while (due && backlog && r->nwin < r->opt.window && !atomic_load(&r->stop)) {
+                bool sent;
+                int rc = build_and_send(r, &sent);
+                if (rc < 0) {
+                    set_error(r, "cannot send a batch: %s", strerror(-rc));
+                    break;
+                }
+                if (!sent)
+                    break;
+                last_round = mono_ms();
+            }
+            if (due && !backlog)
+                last_round = mono_ms();
+            struct sync_msg m;
+            int got = recv_reply(r, r->nwin ? 200 : 100, &m);
+            if (got > 0) {
+                if (m.type == SYNC_ACK) {
+                    on_ack(r, m.hwm);
+                } else if (m.type == SYNC_ERROR) {
+                    if (m.code == -ERANGE && m.hwm) {
+                        r->nwin = 0; /* everything in flight is moot: resend from the mark */
+                        r->next_send = m.hwm;
+                    } else {
+                        set_error(r, "the server refused a batch: %s", m.msg);
+                        lost = true; /* HELLO again, after a backoff */
+                        sleep_or_stop(r, backoff_ms(3));
+                    }
+                } else if (m.type == SYNC_WELCOME) {
+                    /* a late answer to an earlier HELLO: resume from its mark */
+                    r->nwin = 0;
+                    r->next_send = m.hwm;
+                }
+                sync_msg_free(&m);
+            }
+            if (r->nwin && mono_ms() - r->win[0].sent_ms > ACK_TIMEOUT_MS) {
+                set_error(r, "no acknowledgement from %s for %d s; reconnecting", r->endpoint,
+                          ACK_TIMEOUT_MS / 1000);
+                lost = true;
+            }
+        }
+    }
+    set_connected(r, false);
+    return NULL;
+}
+
+int replicate_start(struct replicator **out, struct store *s, const struct replicate_options *o,
+                    char *err, size_t errlen)
+{
+    struct replicator *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->store = s;
+    r->opt = *o;
+    if (!r->opt.interval_ms)
+        r->opt.interval_ms = 1000;
+    if (!r->opt.backlog_threshold)
+        r->opt.backlog_threshold = 10000;
+    if (!r->opt.batch_bytes)
+        r->opt.batch_bytes = 256 << 10;
+    if (!r->opt.window)
+        r->opt.window = 8;
+    snprintf(r->endpoint, sizeof r->endpoint, "%s", o->endpoint);
+    int rc;
+    if ((rc = sync_keys_read_public(o->server_key, r->server_pub)) < 0) {
+        snprintf(err, errlen, "server key %s: %s", o->server_key,
+                 rc == -EBADMSG ? "not a public key (give the server's server.pub)"
+                                : strerror(-rc));
+        free(r);
+        return rc;
+    }
+    if ((rc = sync_keys_read_pair(o->key, r->pub, r->sec)) < 0) {
+        snprintf(err, errlen, "agent key %s: %s", o->key,
+                 rc == -EPERM     ? "others may read it: chmod 600 it"
+                 : rc == -EBADMSG ? "not a key pair made by 'sidetrack keys gen'"
+                                  : strerror(-rc));
+        free(r);
+        return rc;
+    }
+    store_id(s, r->agent);
+    gethostname(r->host, sizeof r->host - 1);
+    sync_buf_init(&r->buf);
+    r->win = calloc(r->opt.window, sizeof *r->win);
+    pthread_mutex_init(&r->mu, NULL);
+    r->ctx = zmq_ctx_new();
+    r->sock = r->ctx ? zmq_socket(r->ctx, ZMQ_DEALER) : NULL;
+    if (!r->win || !r->sock) {
+        snprintf(err, errlen, "cannot make the sync socket: %s", zmq_strerror(errno));
+        replicate_stop(r);
+        return -ENOMEM;
+    }
+    int zero = 0, one = 1, ivl = 100, ivl_max = 10000, hb_ivl = 2000, hb_timeout = 10000;
+    zmq_setsockopt(r->sock, ZMQ_CURVE_SERVERKEY, r->server_pub, SYNC_KEY_Z85);
+    zmq_setsockopt(r->sock, ZMQ_CURVE_PUBLICKEY, r->pub, SYNC_KEY_Z85);
+    zmq_setsockopt(r->sock, ZMQ_CURVE_SECRETKEY, r->sec, SYNC_KEY_Z85);
+    zmq_setsockopt(r->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(r->sock, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(r->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(r->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    zmq_setsockopt(r->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
+    zmq_setsockopt(r->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
+    if (zmq_connect(r->sock, r->endpoint) != 0) {
+        snprintf(err, errlen, "server address %s: %s", r->endpoint, zmq_strerror(errno));
+        replicate_stop(r);
+        return -EINVAL;
+    }
+    if ((rc = pthread_create(&r->thread, NULL, replicate_main, r)) != 0) {
+        snprintf(err, errlen, "cannot start the sync thread: %s", strerror(rc));
+        replicate_stop(r);
+        return -rc;
+    }
+    r->started = true;
+    *out = r;
+    return 0;
+}
+
+void replicate_stop(struct replicator *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->stop, true);
+    if (r->started)
+        pthread_join(r->thread, NULL);
+    if (r->sock)
+        zmq_close(r->sock);
+    if (r->ctx)
+        zmq_ctx_term(r->ctx);
+    sync_buf_free(&r->buf);
+    free(r->win);
+    free(r->pts);
+    memset(r->sec, 0, sizeof r->sec);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+void replicate_kick(struct replicator *r)
+{
+    if (r)
+        atomic_store(&r->kick, true);
+}
+
+void replicate_get_status(struct replicator *r, struct replicate_status *st)
+{
+    pthread_mutex_lock(&r->mu);
+    *st = r->st;
+    pthread_mutex_unlock(&r->mu);
+}

@@ -1,0 +1,132 @@
+/* keys.c — CURVE key files (see keys.h). */
+#include "keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+int sync_key_valid(const char *z85)
+{
+    if (!z85 || strlen(z85) != SYNC_KEY_Z85)
+        return 0;
+    uint8_t raw[32];
+    return zmq_z85_decode(raw, z85) != NULL;
+}
+
+static int write_file(const char *path, mode_t mode, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    size_t n = strlen(text);
+    ssize_t w = write(fd, text, n);
+    int r = w == (ssize_t)n ? 0 : w < 0 ? -errno : -EIO;
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    close(fd);
+    if (r < 0)
+        unlink(path);
+    return r;
+}
+
+int sync_keys_gen(const char *dir, const char *name, char pub[SYNC_KEY_Z85 + 1])
+{
+    if (!zmq_has("curve"))
+        return -ENOTSUP;
+    char sec[SYNC_KEY_Z85 + 1];
+    if (zmq_curve_keypair(pub, sec) != 0)
+        return -errno ? -errno : -EIO;
+    char kpath[4096], ppath[4096], text[256];
+    if ((size_t)snprintf(kpath, sizeof kpath, "%s/%s.key", dir, name) >= sizeof kpath ||
+        (size_t)snprintf(ppath, sizeof ppath, "%s/%s.pub", dir, name) >= sizeof ppath)
+        return -ENAMETOOLONG;
+    if (access(kpath, F_OK) == 0 || access(ppath, F_OK) == 0)
+        return -EEXIST;
+    snprintf(text, sizeof text,
+             "# sidetrack CURVE key pair: keep this file secret (mode 0600)\n"
+             "public = %s\nsecret = %s\n",
+             pub, sec);
+    int r = write_file(kpath, 0600, text);
+    memset(text, 0, sizeof text);
+    memset(sec, 0, sizeof sec);
+    if (r < 0)
+        return r;
+    snprintf(text, sizeof text, "%s\n", pub);
+    if ((r = write_file(ppath, 0644, text)) < 0)
+        unlink(kpath);
+    return r;
+}
+
+/* Finds "NAME = VALUE" (or a bare VALUE line when name is NULL) in a small key file. */
+static int read_field(const char *path, const char *name, char out[SYNC_KEY_Z85 + 1],
+                      struct stat *st)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    if (st && fstat(fileno(f), st) < 0) {
+        int e = -errno;
+        fclose(f);
+        return e;
+    }
+    char line[512];
+    int r = -EBADMSG;
+    while (fgets(line, sizeof line, f)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\n' || !*p)
+            continue;
+        if (name) {
+            size_t n = strlen(name);
+            if (strncmp(p, name, n) != 0)
+                continue;
+            p += n;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (*p++ != '=')
+                continue;
+            while (*p == ' ' || *p == '\t')
+                p++;
+        }
+        size_t len = strcspn(p, " \t\r\n");
+        if (len == SYNC_KEY_Z85) {
+            memcpy(out, p, len);
+            out[len] = 0;
+            r = sync_key_valid(out) ? 0 : -EBADMSG;
+        }
+        break;
+    }
+    memset(line, 0, sizeof line);
+    fclose(f);
+    return r;
+}
+
+int sync_keys_read_pair(const char *path, char pub[SYNC_KEY_Z85 + 1], char sec[SYNC_KEY_Z85 + 1])
+{
+    struct stat st;
+    int r = read_field(path, "secret", sec, &st);
+    if (r < 0)
+        return r;
+    if (st.st_mode & 077) {
+        memset(sec, 0, SYNC_KEY_Z85 + 1);
+        return -EPERM;
+    }
+    if ((r = read_field(path, "public", pub, NULL)) < 0)
+        return r;
+    /* The pair must belong together: derive the public key from the secret one. */
+    char derived[SYNC_KEY_Z85 + 1];
+    if (zmq_curve_public(derived, sec) != 0 || strcmp(derived, pub) != 0)
+        return -EBADMSG;
+    return 0;
+}
+
+int sync_keys_read_public(const char *path, char pub[SYNC_KEY_Z85 + 1])
+{
+    int r = read_field(path, "public", pub, NULL);
+    return r == -EBADMSG ? read_field(path, NULL, pub, NULL) : r;
+}
