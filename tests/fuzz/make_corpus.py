@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make_corpus.py — writes the seed corpora of tests/fuzz/corpus/<target>/: a few small, valid
 inputs of each format (and a few near misses), built from the layouts in shmlog/wire.h,
-shmlog/shmlog.h, store/block.c, store/runs.c and store/experiments.c.
+shmlog/shmlog.h, store/block.c, store/runs.c, store/experiments.c and sync/protocol.h.
 
     python3 tests/fuzz/make_corpus.py [OUTDIR]     (default: tests/fuzz/corpus)
 
@@ -37,7 +37,9 @@ def mp(o):
             return bytes([0xA0 | len(b)]) + b
         return b"\xd9" + bytes([len(b)]) + b if len(b) < 256 else b"\xda" + struct.pack(">H", len(b)) + b
     if isinstance(o, bytes):
-        return b"\xc4" + bytes([len(o)]) + o
+        if len(o) < 256:
+            return b"\xc4" + bytes([len(o)]) + o
+        return b"\xc5" + struct.pack(">H", len(o)) + o
     if isinstance(o, list):
         assert len(o) < 16
         return bytes([0x90 | len(o)]) + b"".join(mp(x) for x in o)
@@ -150,6 +152,28 @@ def arena_hdr(lanes=1, lane_size=64 << 10, magic=b"STSHMLOG", version=1, clock=1
     return h
 
 
+# ---- agent-server frames (sync/protocol.h): a msgpack map, then its CRC-32C (LE) ----
+def frame(m):
+    b = mp(m)
+    return b + struct.pack("<I", crc32c(b))
+
+
+def sync_ops():
+    run = bytes(range(16, 32))
+    pts = b"".join(struct.pack("<qqd", i - 3, 1700000000000 + i, 1.0 / (i + 1)) for i in range(12))
+    pts += struct.pack("<qqQ", -(1 << 63), (1 << 63) - 1, 0x7FF8DEAD0000BEEF)  # a NaN payload
+    return [
+        [10, 1, run, "Default", "r1", "alice", "gpu1", 1700000000000, None],
+        [11, 1, bytes(16), "", "", "", "", -1, run],
+        [12, 3, run, "lr", "0.001"],
+        [13, 4, run, "mlflow.note", ""],
+        [14, 5, run, "loss", 0, pts],
+        [15, 5, run, "acc", 1 << 40, b""],
+        [16, 6, run, "model/weights.bin", bytes(range(32)), 4096],
+        [17, 2, run, 3, 1700000001000],
+    ]
+
+
 def write(target, name, data):
     d = os.path.join(OUT, target)
     os.makedirs(d, exist_ok=True)
@@ -203,6 +227,19 @@ def main():
     write("store_value", "any", b"\x02" + mp({"a": 1.5, "b": None, "c": [True, -100, "s", b"bin"],
                                                "d": {"x": 1 << 40}, "e": -(1 << 40)}))
     write("store_value", "fixed", b"\x03" + struct.pack("<QQQQQQII", 1, 2, 3, 4, 5, 6, 7, 8) + b"\x01")
+    # agent-server frames: mode byte (bit 0: the harness recomputes the CRC), then the frame
+    agent = bytes(range(0xA0, 0xB0))
+    ops = sync_ops()
+    batch = frame({"t": 3, "agent": agent, "first": 10, "last": 17, "ops": ops})
+    write("sync_batch", "batch", b"\0" + batch)
+    write("sync_batch", "batch_fixcrc", b"\x01" + batch[:-4] + b"\0\0\0\0")
+    write("sync_batch", "batch_one", b"\0" + frame({"t": 3, "agent": agent, "first": 17, "last": 17,
+                                                     "ops": ops[-1:]}))
+    write("sync_batch", "hello", b"\0" + frame({"t": 1, "v": 1, "agent": agent, "host": "gpu1", "next": 18}))
+    write("sync_batch", "hello_v2", b"\x01" + frame({"t": 1, "v": 2, "agent": agent, "host": "", "next": 1}))
+    write("sync_batch", "welcome", b"\0" + frame({"t": 2, "v": 1, "hwm": 1}))
+    write("sync_batch", "ack", b"\0" + frame({"hwm": 1 << 33, "t": 4, "zz": [1.5, {"a": None}]}))
+    write("sync_batch", "error", b"\0" + frame({"t": 5, "code": -74, "msg": "gap: resend from 10", "hwm": 10}))
 
 
 if __name__ == "__main__":
