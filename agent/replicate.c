@@ -14,6 +14,7 @@
 #include "protocol.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -133,6 +134,78 @@ static int send_frame(struct replicator *r)
     return zmq_send(r->sock, r->buf.data, r->buf.len, ZMQ_DONTWAIT) < 0 ? -errno : 0;
 }
 
+/* ---- artifact content ---- */
+
+static int recv_reply(struct replicator *r, int timeout_ms, struct sync_msg *m);
+static void on_ack(struct replicator *r, uint64_t hwm);
+
+/* Waits for the BLOB_STATE answering our last blob message: 0 with *have, or -errno. */
+static int blob_answer(struct replicator *r, const uint8_t sha[32], uint64_t *have)
+{
+    uint64_t deadline = mono_ms() + ACK_TIMEOUT_MS;
+    while (mono_ms() < deadline && !atomic_load(&r->stop)) {
+        struct sync_msg m;
+        if (recv_reply(r, 100, &m) <= 0)
+            continue;
+        int rc = 1;
+        if (m.type == SYNC_BLOB_STATE && !memcmp(m.sha256, sha, 32)) {
+            *have = m.have;
+            rc = 0;
+        } else if (m.type == SYNC_ERROR) {
+            set_error(r, "artifact upload refused: %s", m.msg);
+            rc = m.code < 0 ? m.code : -EPROTO;
+        } else if (m.type == SYNC_ACK) {
+            on_ack(r, m.hwm); /* a late ack: still true */
+        }
+        sync_msg_free(&m);
+        if (rc <= 0)
+            return rc;
+    }
+    return -ETIMEDOUT;
+}
+
+/* Makes sure the server has an artifact's content before the batch naming it goes out:
+ * offered first (the server may have it from any agent: sent once), then sent in chunks from
+ * where the server stands (an interrupted upload resumes). */
+static int upload_blob(struct replicator *r, const uint8_t sha[32], uint64_t size)
+{
+    char path[4096];
+    if (store_blob_path(r->store, sha, path, sizeof path) < 0)
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_error(r, "artifact content %s is not in the store: its reference goes without it",
+                  path);
+        return 0;
+    }
+    uint8_t *chunk = malloc(SYNC_BLOB_CHUNK_BYTES);
+    uint64_t have = 0;
+    int rc = chunk ? 0 : -ENOMEM;
+    if (rc == 0) {
+        sync_buf_reset(&r->buf);
+        sync_encode_blob_offer(&r->buf, sha, size);
+        if ((rc = send_frame(r)) == 0)
+            rc = blob_answer(r, sha, &have);
+    }
+    while (rc == 0 && have < size && !atomic_load(&r->stop)) {
+        size_t want = size - have < SYNC_BLOB_CHUNK_BYTES ? (size_t)(size - have)
+                                                          : SYNC_BLOB_CHUNK_BYTES;
+        ssize_t n = pread(fd, chunk, want, (off_t)have);
+        if (n != (ssize_t)want) {
+            rc = n < 0 ? -errno : -EIO;
+            set_error(r, "cannot read artifact content %s: %s", path, strerror(-rc));
+            break;
+        }
+        sync_buf_reset(&r->buf);
+        sync_encode_blob_chunk(&r->buf, sha, size, have, chunk, want);
+        if ((rc = send_frame(r)) == 0)
+            rc = blob_answer(r, sha, &have);
+    }
+    free(chunk);
+    close(fd);
+    return rc;
+}
+
 /* ---- building a batch from the journal ---- */
 
 struct collect {
@@ -179,6 +252,20 @@ static int build_and_send(struct replicator *r, bool *sent)
         rc = c.err;
     if (rc < 0 || c.n == 0)
         goto out;
+    bool artifacts = false;
+    for (size_t i = 0; i < c.n; i++)
+        artifacts |= c.ops[i].type == STORE_OP_ARTIFACT;
+    if (artifacts) {
+        /* Content first, with nothing in flight (the answers come one by one), so that the
+         * server never holds a reference to content it cannot serve for long. */
+        if (r->nwin)
+            goto out;
+        for (size_t i = 0; i < c.n && rc == 0; i++)
+            if (c.ops[i].type == STORE_OP_ARTIFACT)
+                rc = upload_blob(r, c.ops[i].sha256, c.ops[i].size);
+        if (rc < 0)
+            goto out;
+    }
     if (c.ops[0].seq != r->next_send) {
         /* Trimmed past what the server has: it acknowledged more than we sent, or the journal
          * was cut by hand. Nothing can be resent: say so loudly and go on from here. */
@@ -391,6 +478,12 @@ static void *replicate_main(void *arg)
                 int rc = build_and_send(r, &sent);
                 if (rc < 0) {
                     set_error(r, "cannot send a batch: %s", strerror(-rc));
+                    /* A refusal or no answer (a restarted server that never heard our
+                     * HELLO, say): say HELLO again, after a backoff. */
+                    if (rc != -ENOMEM && rc != -EAGAIN) {
+                        lost = true;
+                        sleep_or_stop(r, backoff_ms(2));
+                    }
                     break;
                 }
                 if (!sent)

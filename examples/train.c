@@ -25,6 +25,7 @@ int main(int argc, char **argv)
     long steps = 10000;
     const char *experiment = "demo";
     const char *run_name = "toy-sgd";
+    const char *extra = NULL; /* --artifact FILE: logged as data/<its name> too */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc)
             steps = atol(argv[++i]);
@@ -32,8 +33,11 @@ int main(int argc, char **argv)
             experiment = argv[++i];
         else if (!strcmp(argv[i], "--run-name") && i + 1 < argc)
             run_name = argv[++i];
+        else if (!strcmp(argv[i], "--artifact") && i + 1 < argc)
+            extra = argv[++i];
         else {
-            fprintf(stderr, "usage: train [--steps N] [--experiment NAME] [--run-name NAME]\n");
+            fprintf(stderr, "usage: train [--steps N] [--experiment NAME] [--run-name NAME] "
+                            "[--artifact FILE]\n");
             return 2;
         }
     }
@@ -75,6 +79,13 @@ int main(int argc, char **argv)
     if (fd >= 0) {
         dprintf(fd, "{\"weights\": [0.42, -1.3, 0.07], \"steps\": %ld}\n", steps);
         close(fd);
+        if (extra) {
+            const char *base = strrchr(extra, '/');
+            char dest[512];
+            snprintf(dest, sizeof dest, "data/%s", base ? base + 1 : extra);
+            if ((r = st_log_artifact(run, extra, dest)) < 0)
+                return fail("cannot log the artifact", r);
+        }
         if ((r = st_log_artifact(run, ckpt, "model/checkpoint.json")) < 0)
             fprintf(stderr, "train: artifact not logged: %s\n", st_strerror(r));
         unlink(ckpt); /* the spool has its own copy */

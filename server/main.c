@@ -5,6 +5,7 @@
  * One thread serves the socket and applies batches: LMDB allows one writer at a time anyway,
  * and a batch is tens to hundreds of KiB, so the socket is never the bottleneck. */
 #include "apply.h"
+#include "blobs.h"
 #include "keys.h"
 #include "protocol.h"
 #include "store.h"
@@ -173,6 +174,26 @@ static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
                     (unsigned long long)m.first, (unsigned long long)m.last, c->host,
                     store_strerror(r));
                 reply_error(sv, rid, r, store_strerror(r), 0);
+            }
+        }
+    } else if (m.type == SYNC_BLOB_OFFER || m.type == SYNC_BLOB_CHUNK) {
+        if (!c) {
+            reply_error(sv, rid, -EPERM, "artifact content without HELLO", 0);
+        } else {
+            uint64_t have = 0;
+            r = m.type == SYNC_BLOB_OFFER ? blobs_have(sv->store, m.sha256, m.size, &have)
+                                          : blobs_chunk(sv->store, &m, &have);
+            if (r == 0 && m.type == SYNC_BLOB_OFFER && have && have < m.size)
+                say("info", "%s: resuming an artifact upload at byte %llu of %llu", c->host,
+                    (unsigned long long)have, (unsigned long long)m.size);
+            if (r < 0) {
+                say("warning", "%s: artifact content: %s", c->host,
+                    r == -EBADMSG ? "digest mismatch: upload started over" : strerror(-r));
+                reply_error(sv, rid, r, r == -EBADMSG ? "digest mismatch" : strerror(-r), 0);
+            } else {
+                sync_buf_reset(&sv->out);
+                sync_encode_blob_state(&sv->out, m.sha256, m.size, have);
+                reply(sv, rid);
             }
         }
     } else {

@@ -231,6 +231,56 @@ int sync_encode_error(struct sync_buf *b, int code, const char *msg, uint64_t hw
     return buf_finish(b);
 }
 
+/* ---- artifact content ---- */
+
+static int blob_msg(struct sync_buf *b, int type, const uint8_t sha256[32], uint64_t size,
+                    const uint64_t *have, const uint64_t *offset, const void *data, size_t len)
+{
+    sync_buf_reset(b);
+    if (offset && (len > SYNC_MAX_FRAME / 2 || *offset > size || len > size - *offset))
+        return fail(b, -EINVAL);
+    if (have && *have > size)
+        return fail(b, -EINVAL);
+    struct st_mpw w;
+    st_mpw_init(&w);
+    st_mpw_map(&w, 3 + (have ? 1 : 0) + (offset ? 2 : 0));
+    st_mpw_str(&w, "t");
+    st_mpw_uint(&w, (uint64_t)type);
+    st_mpw_str(&w, "sha");
+    st_mpw_bin(&w, sha256, 32);
+    st_mpw_str(&w, "size");
+    st_mpw_uint(&w, size);
+    if (have) {
+        st_mpw_str(&w, "have");
+        st_mpw_uint(&w, *have);
+    }
+    if (offset) {
+        st_mpw_str(&w, "offset");
+        st_mpw_uint(&w, *offset);
+        st_mpw_str(&w, "data");
+        st_mpw_bin(&w, data, len);
+    }
+    buf_put_mpw(b, &w);
+    return buf_finish(b);
+}
+
+int sync_encode_blob_offer(struct sync_buf *b, const uint8_t sha256[32], uint64_t size)
+{
+    return blob_msg(b, SYNC_BLOB_OFFER, sha256, size, NULL, NULL, NULL, 0);
+}
+
+int sync_encode_blob_state(struct sync_buf *b, const uint8_t sha256[32], uint64_t size,
+                           uint64_t have)
+{
+    return blob_msg(b, SYNC_BLOB_STATE, sha256, size, &have, NULL, NULL, 0);
+}
+
+int sync_encode_blob_chunk(struct sync_buf *b, const uint8_t sha256[32], uint64_t size,
+                           uint64_t offset, const void *data, size_t len)
+{
+    return blob_msg(b, SYNC_BLOB_CHUNK, sha256, size, NULL, &offset, data, len);
+}
+
 /* ---- BATCH ----
  * The header is written with fixed widths (valid msgpack, only not the shortest form), so that
  * it sits at known offsets and carries the batch's state:
@@ -441,9 +491,15 @@ enum {
     K_OPS = 1u << 8,
     K_CODE = 1u << 9,
     K_MSG = 1u << 10,
+    K_SHA = 1u << 11,
+    K_SIZE = 1u << 12,
+    K_HAVE = 1u << 13,
+    K_OFFSET = 1u << 14,
+    K_DATA = 1u << 15,
 };
-static const char *const key_names[] = {"t", "v", "agent", "host", "next", "hwm",
-                                        "first", "last", "ops", "code", "msg"};
+static const char *const key_names[] = {"t",    "v",    "agent", "host", "next", "hwm",
+                                        "first", "last", "ops",  "code", "msg",  "sha",
+                                        "size", "have", "offset", "data"};
 /* Every key a type has (all of them required). */
 static const unsigned type_keys[] = {
     [SYNC_HELLO] = K_T | K_V | K_AGENT | K_HOST | K_NEXT,
@@ -451,6 +507,9 @@ static const unsigned type_keys[] = {
     [SYNC_BATCH] = K_T | K_AGENT | K_FIRST | K_LAST | K_OPS,
     [SYNC_ACK] = K_T | K_HWM,
     [SYNC_ERROR] = K_T | K_CODE | K_MSG | K_HWM,
+    [SYNC_BLOB_OFFER] = K_T | K_SHA | K_SIZE,
+    [SYNC_BLOB_STATE] = K_T | K_SHA | K_SIZE | K_HAVE,
+    [SYNC_BLOB_CHUNK] = K_T | K_SHA | K_SIZE | K_OFFSET | K_DATA,
 };
 
 static unsigned key_bit(const struct st_mp_val *k)
@@ -662,7 +721,7 @@ static int decode_map(const uint8_t *p, size_t len, struct sync_msg *m)
     bool has_ver;
     if ((rc = scan_type(r, entries, &type, &ver, &has_ver)) < 0)
         return rc;
-    if (type < SYNC_HELLO || type > SYNC_ERROR)
+    if (type < SYNC_HELLO || type > SYNC_BLOB_CHUNK)
         return -EBADMSG;
     m->type = (int)type;
     unsigned want = type_keys[type], seen = 0;
@@ -722,11 +781,36 @@ static int decode_map(const uint8_t *p, size_t len, struct sync_msg *m)
         case K_OPS:
             rc = rd_ops(&r, m);
             break;
+        case K_SHA:
+            rc = rd_bin(&r, m->sha256, 32);
+            break;
+        case K_SIZE:
+            rc = rd_u64(&r, &m->size);
+            break;
+        case K_HAVE:
+            rc = rd_u64(&r, &m->have);
+            break;
+        case K_OFFSET:
+            rc = rd_u64(&r, &m->offset);
+            break;
+        case K_DATA:
+            if ((rc = st_mpr_val(&r, &v)) == 0 && v.type != MP_BIN)
+                rc = -EBADMSG;
+            if (rc == 0) {
+                m->data = v.ptr;
+                m->data_len = v.len;
+            }
+            break;
         }
         if (rc < 0)
             return rc;
     }
     if (seen != want || r.p != r.end)
+        return -EBADMSG;
+    if (m->type == SYNC_BLOB_STATE && m->have > m->size)
+        return -EBADMSG;
+    if (m->type == SYNC_BLOB_CHUNK &&
+        (m->offset > m->size || m->data_len > m->size - m->offset))
         return -EBADMSG;
     if (m->type == SYNC_BATCH) {
         /* consecutive ops first..last, seqs from 1, last + 1 representable */

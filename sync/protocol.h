@@ -16,6 +16,15 @@
  *   ACK     server -> agent  {t:4, hwm: uint} — everything below hwm is applied and committed.
  *   ERROR   server -> agent  {t:5, code: int (negative errno), msg: str, hwm: uint}
  *           e.g. a gap (first > hwm: resend from hwm), a malformed batch (-EBADMSG).
+ *   BLOB_OFFER agent -> server {t:6, sha: bin32, size: uint} — does the server have this
+ *           artifact content? Sent before a batch that holds ARTIFACT ops naming it.
+ *   BLOB_STATE server -> agent {t:7, sha: bin32, size: uint, have: uint} — have == size: the
+ *           server has it (a blob is stored once, whatever the runs naming it); else the
+ *           bytes it holds of an interrupted upload, where the next chunk must start.
+ *   BLOB_CHUNK agent -> server {t:8, sha: bin32, size: uint, offset: uint, data: bin} — the
+ *           bytes [offset, offset + len) of the content; answered with BLOB_STATE. When the
+ *           last byte arrives the server checks the SHA-256 and stores the blob (or answers
+ *           ERROR -EBADMSG and forgets the upload).
  *
  * Exactly once: the server applies a batch in one store transaction that also records the
  * agent's new hwm; ops with seq < hwm are skipped (a resent or replayed batch is harmless);
@@ -49,7 +58,12 @@ enum sync_msg_type {
     SYNC_BATCH = 3,
     SYNC_ACK = 4,
     SYNC_ERROR = 5,
+    SYNC_BLOB_OFFER = 6,
+    SYNC_BLOB_STATE = 7,
+    SYNC_BLOB_CHUNK = 8,
 };
+/* Artifact content moves in chunks of this size (the last one shorter). */
+#define SYNC_BLOB_CHUNK_BYTES (1u << 20)
 
 /* A growable output buffer for one frame. */
 struct sync_buf {
@@ -67,6 +81,11 @@ int sync_encode_hello(struct sync_buf *b, const uint8_t agent[16], const char *h
 int sync_encode_welcome(struct sync_buf *b, uint64_t hwm);
 int sync_encode_ack(struct sync_buf *b, uint64_t hwm);
 int sync_encode_error(struct sync_buf *b, int code, const char *msg, uint64_t hwm);
+int sync_encode_blob_offer(struct sync_buf *b, const uint8_t sha256[32], uint64_t size);
+int sync_encode_blob_state(struct sync_buf *b, const uint8_t sha256[32], uint64_t size,
+                           uint64_t have);
+int sync_encode_blob_chunk(struct sync_buf *b, const uint8_t sha256[32], uint64_t size,
+                           uint64_t offset, const void *data, size_t len);
 /* A batch is built op by op: begin (the op count must be known: n), n x op, finish. */
 int sync_batch_begin(struct sync_buf *b, const uint8_t agent[16], uint64_t first, uint64_t last,
                      uint32_t n);
@@ -86,6 +105,12 @@ struct sync_msg {
     uint32_t nops;             /* BATCH: the ops, decoded into ops[] */
     struct store_op *ops;      /* strings point into the frame: valid while it is */
     const uint8_t **points;    /* METRICS ops: op i's points, count x 24 bytes, unaligned LE */
+    /* BLOB_*: the content's digest and size; STATE: have; CHUNK: offset and the bytes (they
+     * point into the frame). */
+    uint8_t sha256[32];
+    uint64_t size, have, offset;
+    const uint8_t *data;
+    uint32_t data_len;
 };
 /* Decodes one frame (CRC checked). For a BATCH, ops/points are allocated (at most one entry
  * per 8 bytes of frame) and freed by sync_msg_free. Returns 0, -EBADMSG (malformed, CRC) or

@@ -55,6 +55,14 @@ static void same_msg(const struct sync_msg *a, const struct sync_msg *b)
     case SYNC_ERROR:
         check(a->code == b->code && strcmp(a->msg, b->msg) == 0 && a->hwm == b->hwm);
         break;
+    case SYNC_BLOB_OFFER:
+    case SYNC_BLOB_STATE:
+    case SYNC_BLOB_CHUNK:
+        check(memcmp(a->sha256, b->sha256, 32) == 0 && a->size == b->size &&
+              a->have == b->have && a->offset == b->offset && a->data_len == b->data_len &&
+              (a->data_len == 0 || memcmp(a->data, b->data, a->data_len) == 0));
+        check(a->have <= a->size && a->offset <= a->size && a->data_len <= a->size - a->offset);
+        break;
     case SYNC_BATCH:
         check(memcmp(a->agent, b->agent, 16) == 0 && a->first == b->first &&
               a->last == b->last && a->nops == b->nops);
@@ -77,6 +85,11 @@ static void reencode(const struct sync_msg *m, struct sync_buf *b)
     case SYNC_WELCOME: rc = sync_encode_welcome(b, m->hwm); break;
     case SYNC_ACK: rc = sync_encode_ack(b, m->hwm); break;
     case SYNC_ERROR: rc = sync_encode_error(b, m->code, m->msg, m->hwm); break;
+    case SYNC_BLOB_OFFER: rc = sync_encode_blob_offer(b, m->sha256, m->size); break;
+    case SYNC_BLOB_STATE: rc = sync_encode_blob_state(b, m->sha256, m->size, m->have); break;
+    case SYNC_BLOB_CHUNK:
+        rc = sync_encode_blob_chunk(b, m->sha256, m->size, m->offset, m->data, m->data_len);
+        break;
     case SYNC_BATCH:
         check(sync_batch_begin(b, m->agent, m->first, m->last, m->nops) == 0);
         for (uint32_t i = 0; i < m->nops; i++) {
@@ -120,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(frame);
         return 0;
     }
-    check(m.type >= SYNC_HELLO && m.type <= SYNC_ERROR);
+    check(m.type >= SYNC_HELLO && m.type <= SYNC_BLOB_CHUNK);
     check(memchr(m.host, 0, sizeof m.host) && memchr(m.msg, 0, sizeof m.msg));
     if (m.type == SYNC_BATCH) {
         check(m.nops >= 1 && m.ops && m.points && m.last - m.first + 1 == m.nops);

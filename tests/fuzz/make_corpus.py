@@ -240,6 +240,11 @@ def main():
     write("sync_batch", "welcome", b"\0" + frame({"t": 2, "v": 1, "hwm": 1}))
     write("sync_batch", "ack", b"\0" + frame({"hwm": 1 << 33, "t": 4, "zz": [1.5, {"a": None}]}))
     write("sync_batch", "error", b"\0" + frame({"t": 5, "code": -74, "msg": "gap: resend from 10", "hwm": 10}))
+    sha = bytes(range(32))
+    write("sync_batch", "blob_offer", b"\0" + frame({"t": 6, "sha": sha, "size": 3 << 20}))
+    write("sync_batch", "blob_state", b"\0" + frame({"t": 7, "sha": sha, "size": 3 << 20, "have": 1 << 20}))
+    write("sync_batch", "blob_chunk", b"\0" + frame({"t": 8, "sha": sha, "size": 100, "offset": 90,
+                                                   "data": bytes(range(10))}))
 
 
 if __name__ == "__main__":

@@ -300,6 +300,78 @@ static void welcome_ack_round_trip(void **state)
     sync_buf_free(&b);
 }
 
+static void blob_messages_round_trip_and_are_bounded(void **state)
+{
+    (void)state;
+    struct sync_buf b;
+    struct sync_msg m;
+    sync_buf_init(&b);
+    uint8_t sha[32], data[3000];
+    for (int i = 0; i < 32; i++)
+        sha[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 13);
+
+    assert_int_equal(sync_encode_blob_offer(&b, sha, 1ull << 40), 0);
+    assert_int_equal(sync_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, SYNC_BLOB_OFFER);
+    assert_memory_equal(m.sha256, sha, 32);
+    assert_int_equal(m.size, 1ull << 40);
+    sync_msg_free(&m);
+
+    assert_int_equal(sync_encode_blob_state(&b, sha, 10000, 4096), 0);
+    assert_int_equal(sync_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, SYNC_BLOB_STATE);
+    assert_int_equal(m.size, 10000);
+    assert_int_equal(m.have, 4096);
+    sync_msg_free(&m);
+    assert_int_equal(sync_encode_blob_state(&b, sha, 10, 11), -EINVAL); /* more than there is */
+
+    /* A chunk: its bytes arrive bit for bit; the last chunk ends exactly at size. */
+    assert_int_equal(sync_encode_blob_chunk(&b, sha, 10000, 7000, data, sizeof data), 0);
+    assert_int_equal(sync_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, SYNC_BLOB_CHUNK);
+    assert_int_equal(m.offset, 7000);
+    assert_int_equal(m.data_len, sizeof data);
+    assert_memory_equal(m.data, data, sizeof data);
+    sync_msg_free(&m);
+    assert_int_equal(sync_encode_blob_chunk(&b, sha, 10000, 0, data, 0), 0); /* empty: fine */
+    assert_int_equal(sync_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.data_len, 0);
+    sync_msg_free(&m);
+    /* Past the end: the encoder refuses, and so does the decoder when a peer lies. */
+    assert_int_equal(sync_encode_blob_chunk(&b, sha, 10000, 8000, data, sizeof data), -EINVAL);
+    struct st_mpw w;
+    st_mpw_init(&w);
+    st_mpw_map(&w, 5);
+    st_mpw_str(&w, "t");
+    st_mpw_uint(&w, SYNC_BLOB_CHUNK);
+    st_mpw_str(&w, "sha");
+    st_mpw_bin(&w, sha, 32);
+    st_mpw_str(&w, "size");
+    st_mpw_uint(&w, 100);
+    st_mpw_str(&w, "offset");
+    st_mpw_uint(&w, 90);
+    st_mpw_str(&w, "data");
+    st_mpw_bin(&w, data, 20);
+    assert_int_equal(st_mpw_done(&w), 0);
+    uint8_t frame[256];
+    memcpy(frame, w.buf, w.len);
+    uint32_t crc = shmlog_crc32c(0, frame, w.len);
+    for (int i = 0; i < 4; i++)
+        frame[w.len + i] = (uint8_t)(crc >> (8 * i));
+    assert_int_equal(sync_decode(frame, w.len + 4, &m), -EBADMSG);
+    sync_msg_free(&m);
+    /* Every truncation of a valid chunk is refused. */
+    assert_int_equal(sync_encode_blob_chunk(&b, sha, 10000, 0, data, 100), 0);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        assert_int_not_equal(sync_decode(b.data, cut, &m), 0);
+        sync_msg_free(&m);
+    }
+    st_mpw_free(&w);
+    sync_buf_free(&b);
+}
+
 static void error_round_trips_and_long_text_is_cut(void **state)
 {
     (void)state;
@@ -1172,6 +1244,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hello_round_trips),
         cmocka_unit_test(welcome_ack_round_trip),
+        cmocka_unit_test(blob_messages_round_trip_and_are_bounded),
         cmocka_unit_test(error_round_trips_and_long_text_is_cut),
         cmocka_unit_test(batch_of_every_op_type_round_trips),
         cmocka_unit_test(metrics_of_10000_odd_points_are_bit_exact),

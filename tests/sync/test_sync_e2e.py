@@ -2,6 +2,7 @@
 two agents and one server; the server's store must end up equal to the union of the agents'
 stores (same runs, params, tags, every metric point exactly once, in order), whatever died
 in the middle. Run by meson (suite sync) with SIDETRACK_BUILD_DIR set."""
+import hashlib
 import json
 import os
 import shutil
@@ -93,12 +94,13 @@ class Cluster:
             stderr=open(os.path.join(a["dir"], "agent.log"), "a"))
         return a["proc"]
 
-    def train(self, name, steps, run_name):
+    def train(self, name, steps, run_name, artifact=None):
         a = self.agents[name]
         env = dict(os.environ, SIDETRACK_RING_DIR=a["ring"], SIDETRACK_LANE_MB="64")
         p = subprocess.run([TRAIN, "--steps", str(steps), "--experiment", "sync-test",
-                            "--run-name", run_name], env=env, capture_output=True, text=True,
-                           timeout=300)
+                            "--run-name", run_name] + (["--artifact", artifact] if artifact
+                                                       else []),
+                           env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr
         return p.stdout.strip()
 
@@ -135,6 +137,12 @@ def snapshot(data):
         for m in show["metrics"]:
             pts = json.loads(cli(data, "metrics", rid, m["key"], "--format", "json").stdout)
             metrics[m["key"]] = [(p["step"], p["timestamp"], p["value"]) for p in pts]
+        for a in show["artifacts"]:  # the content itself, not only the reference
+            out_file = os.path.join(tempfile.gettempdir(), f"st-sync-{os.getpid()}.blob")
+            cli(data, "artifacts", rid, "--get", a["path"], "--out", out_file)
+            digest = hashlib.sha256(open(out_file, "rb").read()).hexdigest()
+            os.unlink(out_file)
+            assert digest == a["sha256"], (data, rid, a["path"])
         info = show["info"]
         out[rid] = {"name": info["run_name"], "experiment": info["experiment"],
                     "status": info["status"], "start": info["start_time"],
@@ -313,3 +321,35 @@ def test_replayed_truncated_and_garbled_batches(cluster):
     tags = json.loads(cli(c.server_data, "runs", "show", run_id, "--json").stdout)["tags"]
     got = sorted(k for k in tags if k.startswith("replay_"))
     assert got == [f"replay_{i}" for i in range(1, 6)], got
+
+
+def blob_files(data):
+    root = os.path.join(data, "artifacts")
+    return sorted(f for d, _, fs in os.walk(root) if "incoming" not in d for f in fs)
+
+
+def test_artifact_content_once_and_resumed(cluster):
+    """Artifact content reaches the server, is stored once however many runs name it, and an
+    upload cut by a -9 of the server resumes where it stood."""
+    c = cluster
+    big = os.path.join(c.root, "weights.bin")
+    with open(big, "wb") as f:
+        f.write(os.urandom(24 << 20))  # 24 chunks
+    c.start_server()
+    c.add_agent("a1")
+    c.start_agent("a1")
+    c.train("a1", 1000, "ckpt-1", artifact=big)
+    incoming = os.path.join(c.server_data, "artifacts", "incoming")
+    # Kill the server once part of the upload is there.
+    wait_for(lambda: os.path.isdir(incoming) and any(
+        os.path.getsize(os.path.join(incoming, f)) > 0 for f in os.listdir(incoming)),
+        60, "an upload to start")
+    c.kill_server()
+    c.start_server()
+    c.train("a1", 1000, "ckpt-2", artifact=big)  # the same content again
+    want = converge_and_compare(c, ["a1"])
+    assert len(want) == 2
+    big_sha = hashlib.sha256(open(big, "rb").read()).hexdigest()
+    assert blob_files(c.server_data).count(big_sha) == 1, blob_files(c.server_data)
+    log = open(os.path.join(c.root, "server.log")).read()
+    assert "resuming an artifact upload at byte" in log, log[-3000:]
