@@ -59,6 +59,7 @@ struct replicator {
     struct store_point *pts;
     size_t pts_cap;
     uint64_t rate_t0_ms, rate_points0;
+    uint64_t bytes_at_ms; /* when backlog_bytes was last worked out */
 };
 
 static uint64_t now_ms(void)
@@ -112,11 +113,56 @@ static int journal_next(struct replicator *r, uint64_t *next)
     return rc;
 }
 
+/* The bytes a journal op takes on the wire, about (not counting artifact content). */
+static uint64_t op_bytes(const struct store_op *op)
+{
+    return 32 + (op->key ? strlen(op->key) : 0) + (op->value ? strlen(op->value) : 0) +
+           (op->type == STORE_OP_METRICS ? op->count * 24 : 0) +
+           (op->type == STORE_OP_RUN_START ? 128 : 0);
+}
+
+struct sum_bytes {
+    uint64_t bytes, ops;
+};
+
+static int sum_op(const struct store_op *op, void *arg)
+{
+    struct sum_bytes *sb = arg;
+    sb->bytes += op_bytes(op);
+    sb->ops++;
+    return 0;
+}
+
+/* The backlog in bytes: the unacknowledged journal walked once a second, at most 100,000
+ * entries of it (beyond, their average stands for the rest). */
+static void update_backlog_bytes(struct replicator *r, uint64_t from, uint64_t ops)
+{
+    static const size_t walk_max = 100000;
+    struct store_txn *t;
+    if (store_begin(r->store, false, &t) < 0)
+        return;
+    struct sum_bytes sb = {0};
+    store_journal_read(t, from, walk_max, sum_op, &sb);
+    store_abort(t);
+    uint64_t bytes = sb.ops && ops > sb.ops ? sb.bytes / sb.ops * ops : sb.bytes;
+    pthread_mutex_lock(&r->mu);
+    r->st.backlog_bytes = bytes;
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void update_backlog(struct replicator *r)
 {
     uint64_t next;
     if (journal_next(r, &next) < 0)
         return;
+    uint64_t t = mono_ms();
+    if (t - r->bytes_at_ms >= 1000) {
+        r->bytes_at_ms = t;
+        pthread_mutex_lock(&r->mu);
+        uint64_t from = r->st.acked ? r->st.acked : 1;
+        pthread_mutex_unlock(&r->mu);
+        update_backlog_bytes(r, from, next > from ? next - from : 0);
+    }
     pthread_mutex_lock(&r->mu);
     r->st.journal_next = next;
     r->st.backlog_ops = next > r->st.acked ? next - r->st.acked : 0;

@@ -29,6 +29,7 @@ struct replicate_status {
     uint64_t journal_next;       /* the next op the journal will get */
     uint64_t backlog_ops;        /* journal_next - acked */
     uint64_t backlog_since_ms;   /* when the backlog was last empty; 0 when empty now */
+    uint64_t backlog_bytes;      /* about what sending it takes (points 24 B, strings, heads) */
     uint64_t last_ack_ms;        /* last acknowledgement (wall clock) */
     uint64_t batches, ops, points; /* acknowledged since start */
     double points_per_sec;       /* over the last few seconds */

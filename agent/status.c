@@ -135,6 +135,7 @@ void agent_status_write(struct agent *a, bool stopped)
         kv_u64(f, "sync_journal_next", rs.journal_next);
         kv_u64(f, "sync_backlog_ops", rs.backlog_ops);
         kv_u64(f, "sync_backlog_since_ms", rs.backlog_since_ms);
+        kv_u64(f, "sync_backlog_bytes", rs.backlog_ops ? rs.backlog_bytes : 0);
         kv_u64(f, "sync_last_ack_ms", rs.last_ack_ms);
         kv_u64(f, "sync_batches", rs.batches);
         kv_u64(f, "sync_ops", rs.ops);

@@ -29,7 +29,8 @@ static void sync_usage(FILE *f)
 
 struct sync_state {
     bool running, configured, connected;
-    uint64_t pid, acked, journal_next, backlog_ops, backlog_since_ms, last_ack_ms, batches,
+    uint64_t pid, acked, journal_next, backlog_ops, backlog_bytes, backlog_since_ms, last_ack_ms,
+        batches,
         ops, points, points_per_sec, last_error_ms;
     char server[1024], last_error[512];
 };
@@ -58,6 +59,7 @@ static int read_state(struct cli *c, struct sync_state *s)
     s->journal_next = cli_af_u64(doc, "sync_journal_next");
     s->backlog_ops = cli_af_u64(doc, "sync_backlog_ops");
     s->backlog_since_ms = cli_af_u64(doc, "sync_backlog_since_ms");
+    s->backlog_bytes = cli_af_u64(doc, "sync_backlog_bytes");
     s->last_ack_ms = cli_af_u64(doc, "sync_last_ack_ms");
     s->batches = cli_af_u64(doc, "sync_batches");
     s->ops = cli_af_u64(doc, "sync_ops");
@@ -112,6 +114,7 @@ static int sync_status(struct cli *c, int argc, char **argv)
         json_key(&j, "connected");
         json_bool(&j, s.connected);
         json_kv_uint(&j, "backlog_ops", s.backlog_ops);
+        json_kv_uint(&j, "backlog_bytes", s.backlog_bytes);
         json_kv_uint(&j, "backlog_age_ms",
                      s.backlog_since_ms ? (uint64_t)(now - (int64_t)s.backlog_since_ms) : 0);
         json_kv_uint(&j, "acked", s.acked);
@@ -135,9 +138,9 @@ static int sync_status(struct cli *c, int argc, char **argv)
         ago(now, s.backlog_since_ms, a2, sizeof a2);
         ago(now, s.last_error_ms, a3, sizeof a3);
         printf("server      %s (%s)\n", s.server, s.connected ? "connected" : "NOT connected");
-        printf("backlog     %llu change(s) not acknowledged%s%s\n",
-               (unsigned long long)s.backlog_ops, s.backlog_ops ? ", waiting since " : "",
-               s.backlog_ops ? a2 : "");
+        printf("backlog     %llu change(s), about %.1f MiB, not acknowledged%s%s\n",
+               (unsigned long long)s.backlog_ops, (double)s.backlog_bytes / 1048576.0,
+               s.backlog_ops ? ", waiting since " : "", s.backlog_ops ? a2 : "");
         printf("last ack    %s (changes below %llu are on the server)\n", a1,
                (unsigned long long)s.acked);
         printf("sent        %llu batches, %llu changes, %llu metric points (%llu points/s "

@@ -269,6 +269,7 @@ def test_unauthorised_agent_is_refused(cluster):
     st = json.loads(cli(c.agents["intruder"]["data"], "sync", "status", "--json",
                         check=False).stdout)
     assert not st["connected"] and st["backlog_ops"] > 0
+    assert st["backlog_bytes"] > 1000 * 4 * 24  # 1,000 steps of 4 metrics wait
     assert json.loads(cli(c.server_data, "runs", "list", "--json").stdout) == []
     log = open(os.path.join(c.root, "server.log")).read()
     assert "refused a connection" in log
