@@ -189,36 +189,10 @@ static int get_str(struct st_mpr *r, const char **out)
     return 0;
 }
 
-static int get_bin(struct st_mpr *r, uint8_t *out, uint32_t len)
-{
-    struct st_mp_val v;
-    int rc = st_mpr_val(r, &v);
-    if (rc < 0)
-        return rc;
-    if (v.type != MP_BIN || v.len != len)
-        return -EBADMSG;
-    memcpy(out, v.ptr, len);
-    return 0;
-}
-
-static int get_u64(struct st_mpr *r, uint64_t *out)
-{
-    struct st_mp_val v;
-    int rc = st_mpr_val(r, &v);
-    return rc < 0 ? rc : st_mp_as_u64(&v, out);
-}
-
-static int get_i64(struct st_mpr *r, int64_t *out)
-{
-    struct st_mp_val v;
-    int rc = st_mpr_val(r, &v);
-    return rc < 0 ? rc : st_mp_as_i64(&v, out);
-}
-
 static int get_status(struct st_mpr *r, int *out)
 {
     uint64_t u;
-    int rc = get_u64(r, &u);
+    int rc = st_mpr_u64(r, &u);
     if (rc < 0)
         return rc;
     if (u < STORE_RUN_RUNNING || u > STORE_RUN_KILLED)
@@ -240,9 +214,9 @@ static int op_decode(const MDB_val *k, const MDB_val *v, struct store_op *op)
     if (rc == 0 && n < 2)
         rc = -EBADMSG;
     if (rc == 0)
-        rc = get_u64(&r, &type);
+        rc = st_mpr_u64(&r, &type);
     if (rc == 0)
-        rc = get_bin(&r, op->run, 16);
+        rc = st_mpr_bin_exact(&r, op->run, 16);
     if (rc < 0)
         return rc;
     switch (type) {
@@ -261,7 +235,7 @@ static int op_decode(const MDB_val *k, const MDB_val *v, struct store_op *op)
     case STORE_OP_RUN_START: {
         if ((rc = get_str(&r, &op->experiment)) < 0 || (rc = get_str(&r, &op->name)) < 0 ||
             (rc = get_str(&r, &op->user)) < 0 || (rc = get_str(&r, &op->host)) < 0 ||
-            (rc = get_i64(&r, &op->start_ms)) < 0)
+            (rc = st_mpr_i64(&r, &op->start_ms)) < 0)
             return rc;
         struct st_mp_val p;
         if ((rc = st_mpr_val(&r, &p)) < 0)
@@ -277,7 +251,7 @@ static int op_decode(const MDB_val *k, const MDB_val *v, struct store_op *op)
     }
     case STORE_OP_RUN_END:
         if ((rc = get_status(&r, &op->status)) == 0)
-            rc = get_i64(&r, &op->end_ms);
+            rc = st_mpr_i64(&r, &op->end_ms);
         break;
     case STORE_OP_PARAM:
     case STORE_OP_TAG:
@@ -285,12 +259,12 @@ static int op_decode(const MDB_val *k, const MDB_val *v, struct store_op *op)
             rc = get_str(&r, &op->value);
         break;
     case STORE_OP_METRICS:
-        if ((rc = get_str(&r, &op->key)) == 0 && (rc = get_u64(&r, &op->first_index)) == 0)
-            rc = get_u64(&r, &op->count);
+        if ((rc = get_str(&r, &op->key)) == 0 && (rc = st_mpr_u64(&r, &op->first_index)) == 0)
+            rc = st_mpr_u64(&r, &op->count);
         break;
     case STORE_OP_ARTIFACT:
-        if ((rc = get_str(&r, &op->key)) == 0 && (rc = get_bin(&r, op->sha256, 32)) == 0)
-            rc = get_u64(&r, &op->size);
+        if ((rc = get_str(&r, &op->key)) == 0 && (rc = st_mpr_bin_exact(&r, op->sha256, 32)) == 0)
+            rc = st_mpr_u64(&r, &op->size);
         break;
     }
     for (uint32_t i = need; i < n && rc == 0; i++)

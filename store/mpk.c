@@ -313,3 +313,29 @@ int st_mp_as_str(const struct st_mp_val *v, char *buf, size_t len)
     buf[v->len] = '\0';
     return 0;
 }
+
+int st_mpr_i64(struct st_mpr *r, int64_t *out)
+{
+    struct st_mp_val v;
+    int rc = st_mpr_val(r, &v);
+    return rc < 0 ? rc : st_mp_as_i64(&v, out);
+}
+
+int st_mpr_u64(struct st_mpr *r, uint64_t *out)
+{
+    struct st_mp_val v;
+    int rc = st_mpr_val(r, &v);
+    return rc < 0 ? rc : st_mp_as_u64(&v, out);
+}
+
+int st_mpr_bin_exact(struct st_mpr *r, uint8_t *out, uint32_t len)
+{
+    struct st_mp_val v;
+    int rc = st_mpr_val(r, &v);
+    if (rc < 0)
+        return rc;
+    if (v.type != MP_BIN || v.len != len)
+        return -EBADMSG;
+    memcpy(out, v.ptr, len);
+    return 0;
+}

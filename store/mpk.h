@@ -63,6 +63,11 @@ int st_mpr_skip(struct st_mpr *r);
 /* Integer value as int64 (either sign), -EBADMSG on other types or overflow. */
 int st_mp_as_i64(const struct st_mp_val *v, int64_t *out);
 int st_mp_as_u64(const struct st_mp_val *v, uint64_t *out);
+/* Reads the next value as an integer (either sign / non-negative), or as a bin of exactly
+ * len bytes copied to out; -EBADMSG for anything else. */
+int st_mpr_i64(struct st_mpr *r, int64_t *out);
+int st_mpr_u64(struct st_mpr *r, uint64_t *out);
+int st_mpr_bin_exact(struct st_mpr *r, uint8_t *out, uint32_t len);
 /* Copies a string value into a NUL-terminated buffer; -EBADMSG when it does not fit or holds
  * a NUL. */
 int st_mp_as_str(const struct st_mp_val *v, char *buf, size_t len);

@@ -520,41 +520,15 @@ static unsigned key_bit(const struct st_mp_val *k)
     return 0;
 }
 
-static int rd_u64(struct st_mpr *r, uint64_t *out)
-{
-    struct st_mp_val v;
-    int rc = st_mpr_val(r, &v);
-    return rc < 0 ? rc : st_mp_as_u64(&v, out);
-}
-
-static int rd_i64(struct st_mpr *r, int64_t *out)
-{
-    struct st_mp_val v;
-    int rc = st_mpr_val(r, &v);
-    return rc < 0 ? rc : st_mp_as_i64(&v, out);
-}
-
 static int rd_int(struct st_mpr *r, int *out)
 {
     int64_t x;
-    int rc = rd_i64(r, &x);
+    int rc = st_mpr_i64(r, &x);
     if (rc < 0)
         return rc;
     if (x < INT_MIN || x > INT_MAX)
         return -EBADMSG;
     *out = (int)x;
-    return 0;
-}
-
-static int rd_bin(struct st_mpr *r, uint8_t *out, uint32_t len)
-{
-    struct st_mp_val v;
-    int rc = st_mpr_val(r, &v);
-    if (rc < 0)
-        return rc;
-    if (v.type != MP_BIN || v.len != len)
-        return -EBADMSG;
-    memcpy(out, v.ptr, len);
     return 0;
 }
 
@@ -595,19 +569,19 @@ static int rd_op(struct st_mpr *r, struct store_op *op, const uint8_t **pts, str
         return rc;
     if (n < 5)
         return -EBADMSG;
-    if ((rc = rd_u64(r, &op->seq)) < 0 || (rc = rd_u64(r, &type)) < 0)
+    if ((rc = st_mpr_u64(r, &op->seq)) < 0 || (rc = st_mpr_u64(r, &type)) < 0)
         return rc;
     if (type < STORE_OP_RUN_START || type > STORE_OP_ARTIFACT || n != op_fields[type])
         return -EBADMSG;
     op->type = (int)type;
-    if ((rc = rd_bin(r, op->run, 16)) < 0)
+    if ((rc = st_mpr_bin_exact(r, op->run, 16)) < 0)
         return rc;
     struct st_mp_val v;
     switch (op->type) {
     case STORE_OP_RUN_START:
         if ((rc = rd_str(r, a, &op->experiment)) < 0 || (rc = rd_str(r, a, &op->name)) < 0 ||
             (rc = rd_str(r, a, &op->user)) < 0 || (rc = rd_str(r, a, &op->host)) < 0 ||
-            (rc = rd_i64(r, &op->start_ms)) < 0 || (rc = st_mpr_val(r, &v)) < 0)
+            (rc = st_mpr_i64(r, &op->start_ms)) < 0 || (rc = st_mpr_val(r, &v)) < 0)
             return rc;
         if (v.type == MP_BIN && v.len == 16) {
             op->has_parent = true;
@@ -619,14 +593,14 @@ static int rd_op(struct st_mpr *r, struct store_op *op, const uint8_t **pts, str
     case STORE_OP_RUN_END:
         if ((rc = rd_int(r, &op->status)) < 0)
             return rc;
-        return rd_i64(r, &op->end_ms);
+        return st_mpr_i64(r, &op->end_ms);
     case STORE_OP_PARAM:
     case STORE_OP_TAG:
         if ((rc = rd_str(r, a, &op->key)) < 0)
             return rc;
         return rd_str(r, a, &op->value);
     case STORE_OP_METRICS:
-        if ((rc = rd_str(r, a, &op->key)) < 0 || (rc = rd_u64(r, &op->first_index)) < 0 ||
+        if ((rc = rd_str(r, a, &op->key)) < 0 || (rc = st_mpr_u64(r, &op->first_index)) < 0 ||
             (rc = st_mpr_val(r, &v)) < 0)
             return rc;
         if (v.type != MP_BIN || v.len % 24 != 0)
@@ -638,9 +612,9 @@ static int rd_op(struct st_mpr *r, struct store_op *op, const uint8_t **pts, str
         *pts = v.ptr;
         return 0;
     case STORE_OP_ARTIFACT:
-        if ((rc = rd_str(r, a, &op->key)) < 0 || (rc = rd_bin(r, op->sha256, 32)) < 0)
+        if ((rc = rd_str(r, a, &op->key)) < 0 || (rc = st_mpr_bin_exact(r, op->sha256, 32)) < 0)
             return rc;
-        return rd_u64(r, &op->size);
+        return st_mpr_u64(r, &op->size);
     }
     return -EBADMSG;
 }
@@ -694,11 +668,11 @@ static int scan_type(struct st_mpr r, uint32_t entries, uint64_t *type, uint64_t
         if (rc < 0)
             return rc;
         if (st_mp_key_is(&k, "t") && !has_type) {
-            if ((rc = rd_u64(&r, type)) < 0)
+            if ((rc = st_mpr_u64(&r, type)) < 0)
                 return rc;
             has_type = true;
         } else if (st_mp_key_is(&k, "v") && !*has_ver) {
-            if ((rc = rd_u64(&r, ver)) < 0)
+            if ((rc = st_mpr_u64(&r, ver)) < 0)
                 return rc;
             *has_ver = true;
         } else if ((rc = st_mpr_skip(&r)) < 0) {
@@ -752,7 +726,7 @@ static int decode_map(const uint8_t *p, size_t len, struct sync_msg *m)
             rc = st_mpr_skip(&r); /* read by scan_type */
             break;
         case K_AGENT:
-            rc = rd_bin(&r, m->agent, 16);
+            rc = st_mpr_bin_exact(&r, m->agent, 16);
             break;
         case K_HOST:
             if ((rc = st_mpr_val(&r, &v)) == 0)
@@ -763,16 +737,16 @@ static int decode_map(const uint8_t *p, size_t len, struct sync_msg *m)
                 rc = st_mp_as_str(&v, m->msg, sizeof m->msg);
             break;
         case K_NEXT:
-            rc = rd_u64(&r, &m->next);
+            rc = st_mpr_u64(&r, &m->next);
             break;
         case K_HWM:
-            rc = rd_u64(&r, &m->hwm);
+            rc = st_mpr_u64(&r, &m->hwm);
             break;
         case K_FIRST:
-            rc = rd_u64(&r, &m->first);
+            rc = st_mpr_u64(&r, &m->first);
             break;
         case K_LAST:
-            rc = rd_u64(&r, &m->last);
+            rc = st_mpr_u64(&r, &m->last);
             break;
         case K_CODE:
             if ((rc = rd_int(&r, &m->code)) == 0 && m->code >= 0)
@@ -782,16 +756,16 @@ static int decode_map(const uint8_t *p, size_t len, struct sync_msg *m)
             rc = rd_ops(&r, m);
             break;
         case K_SHA:
-            rc = rd_bin(&r, m->sha256, 32);
+            rc = st_mpr_bin_exact(&r, m->sha256, 32);
             break;
         case K_SIZE:
-            rc = rd_u64(&r, &m->size);
+            rc = st_mpr_u64(&r, &m->size);
             break;
         case K_HAVE:
-            rc = rd_u64(&r, &m->have);
+            rc = st_mpr_u64(&r, &m->have);
             break;
         case K_OFFSET:
-            rc = rd_u64(&r, &m->offset);
+            rc = st_mpr_u64(&r, &m->offset);
             break;
         case K_DATA:
             if ((rc = st_mpr_val(&r, &v)) == 0 && v.type != MP_BIN)
