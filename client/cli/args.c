@@ -121,6 +121,14 @@ int cli_args_next(struct cli_args *a, const char **value)
             a->exit = CLI_OK;
             return CLI_ARG_EXIT;
         case CLI_OPT_DATA:
+            if (strstr(*value, "://")) {
+                /* A server's store over the network is the HTTP front's (docs/sync.md). */
+                cli_usage_error(a->syntax->cmd,
+                                "--store %s: only a directory is read today (a server's "
+                                "store: --store DIR on the server itself)",
+                                *value);
+                return CLI_ARG_EXIT;
+            }
             a->c->data_dir = *value;
             break;
         case CLI_ARG_POSITIONAL:

@@ -88,7 +88,8 @@ struct cli_option {
  * same everywhere. Commands number theirs from CLI_OPT_FIRST. */
 enum { CLI_OPT_HELP = 1, CLI_OPT_DATA, CLI_OPT_FIRST };
 #define CLI_COMMON_OPTIONS \
-    {"help", 'h', false, CLI_OPT_HELP}, {"data", 'd', true, CLI_OPT_DATA}
+    {"help", 'h', false, CLI_OPT_HELP}, {"data", 'd', true, CLI_OPT_DATA}, \
+    {"store", 0, true, CLI_OPT_DATA}
 
 enum {
     CLI_ARG_POSITIONAL = 0, /* *value is a positional argument */
