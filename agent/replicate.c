@@ -463,8 +463,10 @@ static uint64_t say_hello(struct replicator *r)
             while (mono_ms() < deadline && !atomic_load(&r->stop)) {
                 struct sync_msg m;
                 int got = recv_reply(r, 100, &m);
-                if (got <= 0)
+                if (got <= 0) {
+                    update_backlog(r); /* what waits keeps growing while we wait */
                     continue;
+                }
                 uint64_t hwm = m.hwm;
                 int type = m.type, code = m.code;
                 char text[sizeof m.msg];

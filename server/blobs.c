@@ -46,15 +46,33 @@ int blobs_have(struct store *s, const uint8_t sha256[32], uint64_t size, uint64_
         *have = size;
         return 0;
     }
-    int r = part_path(s, sha256, path, sizeof path, false);
+    int r = part_path(s, sha256, path, sizeof path, size == 0);
     if (r < 0)
         return r;
+    if (size == 0) { /* empty content: no chunk will come, so it is complete now */
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -errno;
+        close(fd);
+    }
     if (stat(path, &st) < 0)
         return 0;
-    if ((uint64_t)st.st_size <= size)
+    if ((uint64_t)st.st_size < size) {
         *have = (uint64_t)st.st_size;
-    else
+        return 0;
+    }
+    if ((uint64_t)st.st_size > size) {
         unlink(path); /* longer than the content: not an upload of it */
+        return 0;
+    }
+    /* Complete but not stored: the server stopped between the last chunk and the store.
+     * Finish it now, or the agent would take "have == size" for a stored blob. */
+    uint8_t got[32];
+    uint64_t n = 0;
+    if ((r = store_blob_ingest(s, path, true, got, &n)) < 0)
+        return r;
+    if (memcmp(got, sha256, 32) == 0 && n == size)
+        *have = size;
     return 0;
 }
 

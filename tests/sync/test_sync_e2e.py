@@ -265,12 +265,18 @@ def test_unauthorised_agent_is_refused(cluster):
     c.add_agent("intruder", allowed=False)
     c.start_agent("intruder")
     c.train("intruder", 1000, "should-not-arrive")
-    time.sleep(3)
-    st = json.loads(cli(c.agents["intruder"]["data"], "sync", "status", "--json",
-                        check=False).stdout)
+
+    def waiting():
+        p = cli(c.agents["intruder"]["data"], "sync", "status", "--json", check=False)
+        st = json.loads(p.stdout) if p.stdout else {}
+        # 1,000 steps of 4 metrics wait, in ops and in bytes (worked out once a second)
+        return st if st.get("backlog_bytes", 0) > 1000 * 4 * 24 else None
+    st = wait_for(waiting, 15, "the intruder's backlog to show")
     assert not st["connected"] and st["backlog_ops"] > 0
-    assert st["backlog_bytes"] > 1000 * 4 * 24  # 1,000 steps of 4 metrics wait
+    time.sleep(1)  # more tries to get in
     assert json.loads(cli(c.server_data, "runs", "list", "--json").stdout) == []
+    assert subprocess.run([CLI, "-d", c.agents["intruder"]["data"], "sync", "status"],
+                          capture_output=True).returncode == 1  # not connected: unhealthy
     log = open(os.path.join(c.root, "server.log")).read()
     assert "refused a connection" in log
 
