@@ -142,6 +142,8 @@ int cli_store_error(int err, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* Starts a read transaction, opening c->data_dir read-only first if it is not yet open (a
  * command reads right after its options are checked). Returns CLI_OK, or CLI_FAIL after
  * saying why. */
+/* Settles c->data_dir (--data, else the default); CLI_FAIL, said, when there is none. */
+int cli_data_dir(struct cli *c);
 int cli_begin(struct cli *c, struct store_txn **t);
 /* cli_begin(), then resolves RUN (a full id or a unique prefix) into id. Returns CLI_OK with
  * *t open, or CLI_FAIL after ending it and saying why (no such run, ambiguous prefix with the

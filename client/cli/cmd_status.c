@@ -567,12 +567,8 @@ int cmd_status(struct cli *c, int argc, char **argv)
     int parsed = cli_args_json(c, &syntax, argc, argv, &json, NULL);
     if (parsed != CLI_ARG_END)
         return parsed;
-    if (!c->data_dir)
-        c->data_dir = store_default_dir(c->default_dir, sizeof c->default_dir);
-    if (!c->data_dir || !*c->data_dir) {
-        cli_error("cannot tell where the store is: pass --data DIR or set $SIDETRACK_DATA");
+    if (cli_data_dir(c) != CLI_OK)
         return CLI_FAIL;
-    }
 
     static struct status s;
     memset(&s, 0, sizeof s);

@@ -38,12 +38,8 @@ struct sync_state {
 static int read_state(struct cli *c, struct sync_state *s)
 {
     memset(s, 0, sizeof *s);
-    if (!c->data_dir)
-        c->data_dir = store_default_dir(c->default_dir, sizeof c->default_dir);
-    if (!c->data_dir) {
-        cli_error("no store directory: give --data DIR or set $SIDETRACK_DATA");
+    if (cli_data_dir(c) != CLI_OK)
         return CLI_FAIL;
-    }
     char *doc = cli_agent_doc_read(c->data_dir);
     if (!doc)
         return CLI_OK;

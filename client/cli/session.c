@@ -36,7 +36,7 @@ int cli_store_error(int err, const char *fmt, ...)
     return CLI_FAIL;
 }
 
-static int open_store(struct cli *c)
+int cli_data_dir(struct cli *c)
 {
     if (!c->data_dir)
         c->data_dir = store_default_dir(c->default_dir, sizeof c->default_dir);
@@ -48,6 +48,13 @@ static int open_store(struct cli *c)
         cli_error("--data needs a directory, not an empty string");
         return CLI_FAIL;
     }
+    return CLI_OK;
+}
+
+static int open_store(struct cli *c)
+{
+    if (cli_data_dir(c) != CLI_OK)
+        return CLI_FAIL;
     int r = store_open(&c->store, c->data_dir, STORE_RDONLY, 0);
     if (r == 0)
         return CLI_OK;
