@@ -10,6 +10,7 @@
  */
 #include "replicate.h"
 
+#include "agent.h"
 #include "keys.h"
 #include "protocol.h"
 
@@ -91,7 +92,7 @@ static void set_error(struct replicator *r, const char *fmt, ...)
     r->st.last_error_ms = now_ms();
     pthread_mutex_unlock(&r->mu);
     if (!same) /* said once per distinct error, not once per retry */
-        fprintf(stderr, "sidetrackd: warning: sync: %s\n", msg);
+        agent_log("warning", "sync: %s", msg);
 }
 
 static void set_connected(struct replicator *r, bool c)
@@ -505,8 +506,8 @@ static void *replicate_main(void *arg)
             r->st.acked = hwm;
         r->st.last_error[0] = 0;
         pthread_mutex_unlock(&r->mu);
-        fprintf(stderr, "sidetrackd: info: sync: connected to %s; the server has ops below "
-                        "%llu\n", r->endpoint, (unsigned long long)hwm);
+        agent_log("info", "sync: connected to %s; the server has ops below %llu", r->endpoint,
+                  (unsigned long long)hwm);
         trim(r, hwm);
         uint64_t last_round = 0;
         bool lost = false;

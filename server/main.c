@@ -7,6 +7,7 @@
 #include "apply.h"
 #include "blobs.h"
 #include "keys.h"
+#include "log.h"
 #include "protocol.h"
 #include "store.h"
 #include "zap.h"
@@ -16,7 +17,6 @@
 #include <stdbool.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,16 +31,6 @@ static volatile sig_atomic_t stop_signal;
 static int verbose;
 
 static void on_signal(int sig) { stop_signal = sig; }
-
-static void say(const char *level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "sidetrack-server: %s: ", level);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
 
 static void usage(FILE *f)
 {
@@ -125,7 +115,7 @@ static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
     struct sync_msg m;
     int r = sync_decode(zmq_msg_data(body), zmq_msg_size(body), &m);
     if (r < 0) {
-        say("warning", "a malformed frame (%zu bytes): %s", zmq_msg_size(body), strerror(-r));
+        server_log("warning", "a malformed frame (%zu bytes): %s", zmq_msg_size(body), strerror(-r));
         reply_error(sv, rid, r, "malformed frame", 0);
         return;
     }
@@ -137,12 +127,12 @@ static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
         snprintf(c->key, sizeof c->key, "%s", key ? key : "");
         uint64_t hwm = 1;
         if ((r = apply_hwm(sv->store, m.agent, &hwm)) < 0) {
-            say("error", "store: %s", store_strerror(r));
+            server_log("error", "store: %s", store_strerror(r));
             reply_error(sv, rid, r, store_strerror(r), 0);
         } else {
             char hex[33];
             store_run_id_hex(m.agent, hex);
-            say("info", "agent %s (%s, key %.8s...) connected: resumes at %llu", hex, c->host,
+            server_log("info", "agent %s (%s, key %.8s...) connected: resumes at %llu", hex, c->host,
                 c->key, (unsigned long long)hwm);
             sync_buf_reset(&sv->out);
             sync_encode_welcome(&sv->out, hwm);
@@ -161,7 +151,7 @@ static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
                 sv->ops += res.applied;
                 sv->points += res.points;
                 if (verbose)
-                    say("info", "%s: ops %llu-%llu: %llu applied, %llu already here",
+                    server_log("info", "%s: ops %llu-%llu: %llu applied, %llu already here",
                         c->host, (unsigned long long)m.first, (unsigned long long)m.last,
                         (unsigned long long)res.applied, (unsigned long long)res.skipped);
                 sync_buf_reset(&sv->out);
@@ -170,7 +160,7 @@ static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
             } else if (r == -ERANGE) {
                 reply_error(sv, rid, r, "gap: resend from hwm", res.hwm);
             } else {
-                say("error", "batch %llu-%llu of %s not applied: %s",
+                server_log("error", "batch %llu-%llu of %s not applied: %s",
                     (unsigned long long)m.first, (unsigned long long)m.last, c->host,
                     store_strerror(r));
                 reply_error(sv, rid, r, store_strerror(r), 0);
@@ -184,10 +174,10 @@ static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
             r = m.type == SYNC_BLOB_OFFER ? blobs_have(sv->store, m.sha256, m.size, &have)
                                           : blobs_chunk(sv->store, &m, &have);
             if (r == 0 && m.type == SYNC_BLOB_OFFER && have && have < m.size)
-                say("info", "%s: resuming an artifact upload at byte %llu of %llu", c->host,
+                server_log("info", "%s: resuming an artifact upload at byte %llu of %llu", c->host,
                     (unsigned long long)have, (unsigned long long)m.size);
             if (r < 0) {
-                say("warning", "%s: artifact content: %s", c->host,
+                server_log("warning", "%s: artifact content: %s", c->host,
                     r == -EBADMSG ? "digest mismatch: upload started over" : strerror(-r));
                 reply_error(sv, rid, r, r == -EBADMSG ? "digest mismatch" : strerror(-r), 0);
             } else {
@@ -210,7 +200,7 @@ static int serve(struct server *sv)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            say("error", "zmq_poll: %s", zmq_strerror(errno));
+            server_log("error", "zmq_poll: %s", zmq_strerror(errno));
             return 1;
         }
         if (n == 0)
@@ -288,7 +278,7 @@ int main(int argc, char **argv)
     }
     int r;
     if ((r = ensure_dir(data)) < 0) {
-        say("error", "cannot create %s: %s", data, strerror(-r));
+        server_log("error", "cannot create %s: %s", data, strerror(-r));
         return 1;
     }
     char kbuf[PATH_MAX], abuf[PATH_MAX];
@@ -298,10 +288,10 @@ int main(int argc, char **argv)
         if (access(kbuf, F_OK) != 0) {
             char pub[SYNC_KEY_Z85 + 1];
             if ((r = sync_keys_gen(data, "server", pub)) < 0) {
-                say("error", "cannot make the server's key pair in %s: %s", data, strerror(-r));
+                server_log("error", "cannot make the server's key pair in %s: %s", data, strerror(-r));
                 return 1;
             }
-            say("info", "made the server's key pair: give %s/server.pub to the agents", data);
+            server_log("info", "made the server's key pair: give %s/server.pub to the agents", data);
         }
     }
     if (!allow) {
@@ -311,7 +301,7 @@ int main(int argc, char **argv)
     }
     char pub[SYNC_KEY_Z85 + 1], sec[SYNC_KEY_Z85 + 1];
     if ((r = sync_keys_read_pair(keyfile, pub, sec)) < 0) {
-        say("error", "%s: %s", keyfile,
+        server_log("error", "%s: %s", keyfile,
             r == -EPERM     ? "others may read it: chmod 600 it (a readable secret key is not "
                               "secret)"
             : r == -EBADMSG ? "not a key pair made by 'sidetrack keys gen'"
@@ -322,12 +312,12 @@ int main(int argc, char **argv)
     struct server sv = {0};
     sync_buf_init(&sv.out);
     if ((r = store_open(&sv.store, data, 0, 0)) < 0) {
-        say("error", "cannot open the store in %s: %s", data, store_strerror(r));
+        server_log("error", "cannot open the store in %s: %s", data, store_strerror(r));
         return 1;
     }
     sv.ctx = zmq_ctx_new();
     if (!sv.ctx || (r = zap_start(&sv.zap, sv.ctx, allow)) < 0) {
-        say("error", "cannot start the key check: %s", strerror(r < 0 ? -r : errno));
+        server_log("error", "cannot start the key check: %s", strerror(r < 0 ? -r : errno));
         return 1;
     }
     sv.sock = zmq_socket(sv.ctx, ZMQ_ROUTER);
@@ -344,16 +334,16 @@ int main(int argc, char **argv)
     zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof hb_ttl);
     zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
     if (zmq_bind(sv.sock, endpoint) != 0) {
-        say("error", "cannot listen on %s: %s", endpoint, zmq_strerror(errno));
+        server_log("error", "cannot listen on %s: %s", endpoint, zmq_strerror(errno));
         return 1;
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    say("info", "serving %s on %s (allow-list %s, public key %s)", data, endpoint, allow, pub);
+    server_log("info", "serving %s on %s (allow-list %s, public key %s)", data, endpoint, allow, pub);
     int rc = serve(&sv);
-    say("info", "stopped: %llu batches, %llu ops, %llu points applied; %llu agents refused",
+    server_log("info", "stopped: %llu batches, %llu ops, %llu points applied; %llu agents refused",
         (unsigned long long)sv.batches, (unsigned long long)sv.ops,
         (unsigned long long)sv.points, (unsigned long long)zap_refused(sv.zap));
     zmq_close(sv.sock);

@@ -3,6 +3,7 @@
 #include "zap.h"
 
 #include "keys.h"
+#include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,8 +31,7 @@ static void load_keys(struct zap *z)
 {
     struct stat st;
     if (stat(z->dir, &st) < 0) {
-        fprintf(stderr, "sidetrack-server: warning: allow-list %s: %s (no agent gets in)\n",
-                z->dir, strerror(errno));
+        server_log("warning", "allow-list %s: %s (no agent gets in)", z->dir, strerror(errno));
         z->nkeys = 0;
         return;
     }
@@ -53,7 +53,7 @@ static void load_keys(struct zap *z)
         snprintf(path, sizeof path, "%s/%s", z->dir, e->d_name);
         char pub[SYNC_KEY_Z85 + 1];
         if (sync_keys_read_public(path, pub) < 0) {
-            fprintf(stderr, "sidetrack-server: warning: %s is not a public key; ignored\n", path);
+            server_log("warning", "%s is not a public key; ignored", path);
             continue;
         }
         if (n == cap) {
@@ -69,7 +69,7 @@ static void load_keys(struct zap *z)
     free(z->keys);
     z->keys = keys;
     z->nkeys = n;
-    fprintf(stderr, "sidetrack-server: info: allow-list %s: %zu agent key(s)\n", z->dir, n);
+    server_log("info", "allow-list %s: %zu agent key(s)", z->dir, n);
 }
 
 static bool allowed(const struct zap *z, const char *pub)
@@ -128,9 +128,10 @@ static void *zap_main(void *arg)
         }
         if (*status != '2') {
             atomic_fetch_add(&z->refused, 1);
-            fprintf(stderr, "sidetrack-server: warning: refused a connection from %s: %s%s%s "
-                            "(add its .pub file to %s to let it in)\n",
-                    f[3], text, *pub ? " " : "", pub, z->dir);
+            server_log("warning",
+                       "refused a connection from %s: %s%s%s (add its .pub file to %s to let "
+                       "it in)",
+                       f[3], text, *pub ? " " : "", pub, z->dir);
         }
         zmq_send(z->sock, "1.0", 3, ZMQ_SNDMORE);
         zmq_send(z->sock, f[1], (size_t)lens[1], ZMQ_SNDMORE);
