@@ -9,33 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void hex(const uint8_t sha[32], char out[65])
-{
-    static const char d[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = d[sha[i] >> 4];
-        out[2 * i + 1] = d[sha[i] & 15];
-    }
-    out[64] = 0;
-}
-
-static int part_path(struct store *s, const uint8_t sha[32], char *buf, size_t len, bool mkdirs)
-{
-    char h[65];
-    hex(sha, h);
-    if (mkdirs) {
-        snprintf(buf, len, "%s/artifacts", store_dir(s));
-        if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-            return -errno;
-        snprintf(buf, len, "%s/artifacts/incoming", store_dir(s));
-        if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-            return -errno;
-    }
-    if ((size_t)snprintf(buf, len, "%s/artifacts/incoming/%s.part", store_dir(s), h) >= len)
-        return -ENAMETOOLONG;
-    return 0;
-}
-
 int blobs_have(struct store *s, const uint8_t sha256[32], uint64_t size, uint64_t *have)
 {
     char path[4096];
@@ -46,7 +19,7 @@ int blobs_have(struct store *s, const uint8_t sha256[32], uint64_t size, uint64_
         *have = size;
         return 0;
     }
-    int r = part_path(s, sha256, path, sizeof path, size == 0);
+    int r = store_blob_upload_path(s, sha256, size == 0, path, sizeof path);
     if (r < 0)
         return r;
     if (size == 0) { /* empty content: no chunk will come, so it is complete now */
@@ -82,7 +55,7 @@ int blobs_chunk(struct store *s, const struct sync_msg *m, uint64_t *have)
     if (r < 0 || *have == m->size || m->offset != *have)
         return r; /* stored already, or not where the upload stands: *have says where */
     char path[4096];
-    if ((r = part_path(s, m->sha256, path, sizeof path, true)) < 0)
+    if ((r = store_blob_upload_path(s, m->sha256, true, path, sizeof path)) < 0)
         return r;
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)

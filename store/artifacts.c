@@ -120,21 +120,29 @@ int store_artifacts_foreach(struct store_txn *t, const uint8_t run[16],
 
 /* ---- blobs ---- */
 
-static void hex64(const uint8_t sha[32], char out[65])
-{
-    static const char d[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = d[sha[i] >> 4];
-        out[2 * i + 1] = d[sha[i] & 15];
-    }
-    out[64] = '\0';
-}
-
 int store_blob_path(const struct store *s, const uint8_t sha256[32], char *buf, size_t len)
 {
     char hex[65];
-    hex64(sha256, hex);
+    st_hex(sha256, 32, hex);
     int n = snprintf(buf, len, "%s/artifacts/%.2s/%s", s->dir, hex, hex);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int store_blob_upload_path(const struct store *s, const uint8_t sha256[32], bool create,
+                           char *buf, size_t len)
+{
+    if (create) {
+        static const char *const sub[] = {"artifacts", "artifacts/incoming"};
+        for (int i = 0; i < 2; i++) {
+            if ((size_t)snprintf(buf, len, "%s/%s", s->dir, sub[i]) >= len)
+                return -ENAMETOOLONG;
+            if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+                return -errno;
+        }
+    }
+    char hex[65];
+    st_hex(sha256, 32, hex);
+    int n = snprintf(buf, len, "%s/artifacts/incoming/%s.part", s->dir, hex);
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 

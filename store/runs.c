@@ -284,15 +284,17 @@ static int hexval(char c)
     return -1;
 }
 
-void store_run_id_hex(const uint8_t id[16], char hex[33])
+void st_hex(const uint8_t *bytes, size_t n, char *out)
 {
     static const char d[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        hex[2 * i] = d[id[i] >> 4];
-        hex[2 * i + 1] = d[id[i] & 15];
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[bytes[i] >> 4];
+        out[2 * i + 1] = d[bytes[i] & 15];
     }
-    hex[32] = '\0';
+    out[2 * n] = '\0';
 }
+
+void store_run_id_hex(const uint8_t id[16], char hex[33]) { st_hex(id, 16, hex); }
 
 int store_run_id_parse(const char *hex, uint8_t id[16])
 {

@@ -192,6 +192,10 @@ int store_artifacts_foreach(struct store_txn *t, const uint8_t run[16],
                             int (*cb)(const struct store_artifact *a, void *arg), void *arg);
 /* DIR/artifacts/ab/<64 hex>. */
 int store_blob_path(const struct store *s, const uint8_t sha256[32], char *buf, size_t len);
+/* DIR/artifacts/incoming/<64 hex>.part: where content arriving in pieces (replication)
+ * gathers until store_blob_ingest() takes it in; with create, the folders are made. */
+int store_blob_upload_path(const struct store *s, const uint8_t sha256[32], bool create,
+                           char *buf, size_t len);
 /* Hashes the file at src and stores its content under its hash (a rename when move is true
  * and src is on the same file system, else a copy; an existing blob is kept, src removed when
  * move). Durable (fsynced) before it returns. */

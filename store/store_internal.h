@@ -169,6 +169,8 @@ static inline double st_bits_f64(uint64_t u)
 }
 
 /* ---- shared between files ---- */
+/* n bytes as 2n lowercase hex digits and a NUL (run ids, blob digests). */
+void st_hex(const uint8_t *bytes, size_t n, char *out);
 int st_meta_init(struct store_txn *t, bool *created);
 /* Removes temporary files that an interrupted blob ingest left behind (artifacts.c). */
 void st_blob_tmp_clean(struct store *s);
