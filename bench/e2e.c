@@ -388,25 +388,60 @@ static int start_server(struct e2e *e)
     _exit(127);
 }
 
+struct store_check {
+    struct store_info info;
+    uint64_t points;
+    int err;
+};
+
+/* The points of the producer's run in the store at dir, and the store's size. quiet: the
+ * server's store, polled while points arrive: a store or metric not there yet counts 0. */
+static void count_points(const struct e2e *e, const char *dir, bool quiet,
+                         struct store_check *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    struct store *s;
+    int r = store_open(&s, dir, STORE_RDONLY, 0);
+    if (r < 0) {
+        if (!quiet)
+            warnx_("%s: cannot open the store %s: %s", e->name, dir, store_strerror(r));
+        sc->err = r;
+        return;
+    }
+    if ((r = store_info(s, &sc->info)) < 0)
+        warnx_("%s: store_info: %s", e->name, store_strerror(r));
+    uint8_t id[16];
+    struct store_txn *t = NULL;
+    if (r == 0 && (r = store_run_id_parse(e->sh->run_id, id)) < 0)
+        warnx_("%s: bad run id %s", e->name, e->sh->run_id);
+    if (r == 0 && (r = store_begin(s, false, &t)) < 0)
+        warnx_("%s: store_begin: %s", e->name, store_strerror(r));
+    for (int k = 0; r == 0 && k < NKEYS; k++) {
+        struct store_metric_summary sum;
+        if ((r = store_metric_summary_get(t, id, key_names[k], &sum)) == -ENOENT && quiet)
+            r = 0;
+        else if (r < 0)
+            warnx_("%s: metric %s of run %s: %s", e->name, key_names[k], e->sh->run_id,
+                   store_strerror(r));
+        else
+            sc->points += sum.count;
+    }
+    store_abort(t);
+    store_close(s);
+    sc->err = r;
+}
+
+static void check_store(const struct e2e *e, struct store_check *sc)
+{
+    count_points(e, e->store, false, sc);
+}
+
 /* Points of the producer's run in the server's store (0 while it has none). */
 static uint64_t server_points(const struct e2e *e)
 {
-    struct store *s;
-    if (store_open(&s, e->srv_store, STORE_RDONLY, 0) < 0)
-        return 0;
-    uint8_t id[16];
-    struct store_txn *t;
-    uint64_t n = 0;
-    if (store_run_id_parse(e->sh->run_id, id) == 0 && store_begin(s, false, &t) == 0) {
-        for (int k = 0; k < NKEYS; k++) {
-            struct store_metric_summary sum;
-            if (store_metric_summary_get(t, id, key_names[k], &sum) == 0)
-                n += sum.count;
-        }
-        store_abort(t);
-    }
-    store_close(s);
-    return n;
+    struct store_check sc;
+    count_points(e, e->srv_store, true, &sc);
+    return sc.points;
 }
 
 /* Waits until the server holds all n points; -1 when it stalls for E2E_STALL_S or dies. */
@@ -436,43 +471,6 @@ static int wait_server_has(struct e2e *e, uint64_t n)
         }
         sleep_us(2000);
     }
-}
-
-struct store_check {
-    struct store_info info;
-    uint64_t points;
-    int err;
-};
-
-static void check_store(const struct e2e *e, struct store_check *sc)
-{
-    memset(sc, 0, sizeof *sc);
-    struct store *s;
-    int r = store_open(&s, e->store, STORE_RDONLY, 0);
-    if (r < 0) {
-        warnx_("%s: cannot open the store %s: %s", e->name, e->store, store_strerror(r));
-        sc->err = r;
-        return;
-    }
-    if ((r = store_info(s, &sc->info)) < 0)
-        warnx_("%s: store_info: %s", e->name, store_strerror(r));
-    uint8_t id[16];
-    struct store_txn *t = NULL;
-    if (r == 0 && (r = store_run_id_parse(e->sh->run_id, id)) < 0)
-        warnx_("%s: bad run id %s", e->name, e->sh->run_id);
-    if (r == 0 && (r = store_begin(s, false, &t)) < 0)
-        warnx_("%s: store_begin: %s", e->name, store_strerror(r));
-    for (int k = 0; r == 0 && k < NKEYS; k++) {
-        struct store_metric_summary sum;
-        if ((r = store_metric_summary_get(t, id, key_names[k], &sum)) < 0)
-            warnx_("%s: metric %s of run %s: %s", e->name, key_names[k], e->sh->run_id,
-                   store_strerror(r));
-        else
-            sc->points += sum.count;
-    }
-    store_abort(t);
-    store_close(s);
-    sc->err = r;
 }
 
 static void e2e_cleanup(struct e2e *e)
