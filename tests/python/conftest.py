@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -20,6 +19,8 @@ SOURCE = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.abspath(os.environ.get("SIDETRACK_BUILD_DIR") or os.path.join(SOURCE, "build"))
 PYDIR = os.path.join(BUILD, "python")
 sys.path.insert(0, PYDIR)
+sys.path.insert(0, os.path.dirname(HERE))  # tests/: pyutil
+from pyutil import wait_for  # noqa: E402
 # Child processes (spawn, subprocess, Dask workers) import the same build.
 os.environ["PYTHONPATH"] = PYDIR + (os.pathsep + os.environ["PYTHONPATH"]
                                     if os.environ.get("PYTHONPATH") else "")
@@ -76,14 +77,7 @@ class Node:
 
     def wait(self, pred, timeout=20.0, what="the agent to store the records"):
         """Polls pred() until it returns something true; the agent drains asynchronously."""
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
+        return wait_for(pred, timeout, what)
 
     def wait_run(self, run_id, pred=lambda r: True, timeout=20.0):
         """The run's `runs show --json` once pred(run) holds."""

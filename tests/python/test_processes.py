@@ -3,12 +3,12 @@ every point lands in the right run, exactly once, and only the process that star
 ends it."""
 import multiprocessing as mp
 import os
-import socket
 import threading
 
 import pytest
 
 import sidetrack
+from pyutil import free_port
 
 
 def test_threads_log_concurrently(node):
@@ -143,12 +143,6 @@ def test_dataloader_workers(node):
     assert sorted(p["step"] for p in pts) == list(range(64))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_main(rank, world, port, q):
     import torch.distributed as dist
 
@@ -180,7 +174,7 @@ def test_torch_distributed_ranks_share_one_run(node):
         pytest.skip("this torch build has no gloo backend")
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     ps = [ctx.Process(target=_rank_main, args=(r, 2, port, q)) for r in range(2)]
     for p in ps:
         p.start()

@@ -9,10 +9,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pyutil import free_port, wait_for  # noqa: E402
 
 BUILD = os.path.abspath(os.environ.get("SIDETRACK_BUILD_DIR", "build"))
 AGENT = os.path.join(BUILD, "agent", "sidetrackd")
@@ -21,28 +25,11 @@ CLI = os.path.join(BUILD, "client", "cli", "sidetrack")
 TRAIN = os.path.join(BUILD, "examples", "sidetrack-example-train")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cli(data, *args, check=True):
     p = subprocess.run([CLI, "-d", data, *args], capture_output=True, text=True, timeout=60)
     if check and p.returncode != 0:
         raise AssertionError(f"sidetrack {' '.join(args)}: {p.stderr}")
     return p
-
-
-def wait_for(pred, timeout=60.0, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Cluster:
