@@ -32,7 +32,6 @@ _stack: List["ActiveRun"] = []
 _by_id: Dict[str, _sidetrack.Run] = {}   # runs named by run_id= that are not on the stack
 _last: Optional["ActiveRun"] = None
 _exit_status: Optional[str] = None       # set by the excepthook for the atexit handler
-_hooks_installed = False
 
 
 def _env_flag(name: str, default: str) -> str:
@@ -44,7 +43,6 @@ def _get_client() -> _sidetrack.Client:
     with _lock:
         if _client is None:
             _client = _sidetrack.Client(os.environ.get("SIDETRACK_RING_DIR") or None)
-            _install_hooks()
         return _client
 
 
@@ -486,10 +484,8 @@ _prev_excepthook = sys.excepthook
 
 
 def _install_hooks() -> None:
-    global _hooks_installed, _prev_excepthook
-    if _hooks_installed:
-        return
-    _hooks_installed = True
+    """Once, at import: the C side's hooks, the exit handler, the excepthook chain."""
+    global _prev_excepthook
     _sidetrack._set_hooks(value_hook=_values.value_hook, no_run_hook=_no_run_hook)
     atexit.register(_at_exit)
     _prev_excepthook = sys.excepthook
