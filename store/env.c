@@ -30,11 +30,13 @@ static const char *const db_names[DB_COUNT] = {
     [DB_MBLK] = "mblk",         [DB_MSUM] = "msum",   [DB_ARTIFACTS] = "artifacts",
     [DB_LANES] = "lanes",       [DB_LANEDICT] = "lanedict", [DB_COUNTERS] = "counters",
     [DB_JOURNAL] = "journal",   [DB_PEERS] = "peers", [DB_MBIDX] = "mbidx",
+    [DB_EXPTAGS] = "exptags",   [DB_INPUTS] = "inputs",
+    [DB_REMOTE] = "remote",
 };
 
 /* Databases added after stores were first made (schema version 1 still): a read-only open
  * of an older store does without them, and their readers answer as for an empty one. */
-static bool db_optional(int i) { return i == DB_JOURNAL || i == DB_PEERS || i == DB_MBIDX; }
+static bool db_optional(int i) { return i >= DB_JOURNAL; }
 
 /* ---- errors ---- */
 
@@ -494,6 +496,37 @@ int store_grow(struct store *s)
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+int store_update(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg)
+{
+    for (int tries = 0;; tries++) {
+        struct store_txn *t;
+        int rc = store_begin(s, true, &t);
+        if (rc < 0)
+            return rc;
+        int fr = fn(t, arg);
+        if (fr < 0) {
+            store_abort(t);
+            rc = fr;
+        } else {
+            rc = store_commit(t);
+            if (rc == 0)
+                return fr;
+        }
+        if (rc != -ENOSPC || !store_map_full(s) || tries >= 8)
+            return rc;
+        /* Other threads of this process may hold transactions: the map can only be resized
+         * when none is open, so wait for them (a bounded while: requests are short). */
+        int g = -EBUSY;
+        for (int w = 0; w < 5000 && g == -EBUSY; w++) {
+            g = store_grow(s);
+            if (g == -EBUSY)
+                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        }
+        if (g < 0)
+            return g == -EBUSY ? rc : g;
+    }
 }
 
 const char *store_dir(const struct store *s) { return s->dir; }

@@ -2,7 +2,9 @@
  *
  * Ids are u64, stored big-endian so that DB_EXP iterates in id order. "Default" is 0 and is
  * written when the store is created (env.c); new experiments take meta's "next_exp", which
- * starts at 1. Values are msgpack maps {n: name, c: created_ms} so that fields can be added.
+ * starts at 1. Values are msgpack maps {n: name, c: created_ms, u: updated_ms, d: deleted}
+ * (u and d came later: absent means created_ms and false). Tags are in DB_EXPTAGS under the
+ * id widened to 16 bytes, so that the run-keyed helpers' layout (16 + key + NUL) serves.
  */
 #include "store_internal.h"
 
@@ -29,6 +31,15 @@ static int exp_decode(const MDB_val *v, uint64_t id, struct store_experiment *ou
         } else if (st_mp_key_is(&k, "c")) {
             if ((rc = st_mp_as_i64(&val, &out->created_ms)) < 0)
                 return rc;
+            if (!out->updated_ms)
+                out->updated_ms = out->created_ms;
+        } else if (st_mp_key_is(&k, "u")) {
+            if ((rc = st_mp_as_i64(&val, &out->updated_ms)) < 0)
+                return rc;
+        } else if (st_mp_key_is(&k, "d")) {
+            if (val.type != MP_BOOL)
+                return -EBADMSG;
+            out->deleted = val.b;
         }
     }
     return have_name ? 0 : -EBADMSG;
@@ -54,6 +65,31 @@ static int id_by_name(struct store_txn *t, const char *name, size_t len, uint64_
     return 0;
 }
 
+static int exp_put(struct store_txn *t, const struct store_experiment *e)
+{
+    struct st_mpw w;
+    st_mpw_init(&w);
+    st_mpw_map(&w, 4);
+    st_mpw_str(&w, "n");
+    st_mpw_str(&w, e->name);
+    st_mpw_str(&w, "c");
+    st_mpw_int(&w, e->created_ms);
+    st_mpw_str(&w, "u");
+    st_mpw_int(&w, e->updated_ms);
+    st_mpw_str(&w, "d");
+    st_mpw_bool(&w, e->deleted);
+    uint8_t key[8];
+    st_be64(key, e->id);
+    int rc = st_mpw_done(&w);
+    if (rc == 0)
+        rc = st_put(t, DB_EXP, key, 8, w.buf, w.len, 0);
+    st_mpw_free(&w);
+    return rc;
+}
+
+static int exp_new(struct store_txn *t, const char *name, size_t len, int64_t now_ms,
+                   uint64_t *id);
+
 int store_experiment_ensure(struct store_txn *t, const char *name, int64_t now_ms, uint64_t *id)
 {
     size_t len;
@@ -63,6 +99,28 @@ int store_experiment_ensure(struct store_txn *t, const char *name, int64_t now_m
     rc = id_by_name(t, name, len, id);
     if (rc != -ENOENT)
         return rc;
+    return exp_new(t, name, len, now_ms, id);
+}
+
+int store_experiment_create(struct store_txn *t, const char *name, int64_t now_ms, uint64_t *id)
+{
+    size_t len;
+    int rc = name_ok(name, &len);
+    if (rc)
+        return rc;
+    uint64_t old;
+    rc = id_by_name(t, name, len, &old);
+    if (rc == 0)
+        return -EEXIST;
+    if (rc != -ENOENT)
+        return rc;
+    return exp_new(t, name, len, now_ms, id);
+}
+
+static int exp_new(struct store_txn *t, const char *name, size_t len, int64_t now_ms,
+                   uint64_t *id)
+{
+    int rc;
     if ((rc = st_writable(t)) != 0)
         return rc;
 
@@ -79,27 +137,90 @@ int store_experiment_ensure(struct store_txn *t, const char *name, int64_t now_m
     if (next == 0 || next == UINT64_MAX)
         return -EOVERFLOW;
 
-    struct st_mpw w;
-    st_mpw_init(&w);
-    st_mpw_map(&w, 2);
-    st_mpw_str(&w, "n");
-    st_mpw_strn(&w, name, len);
-    st_mpw_str(&w, "c");
-    st_mpw_int(&w, now_ms);
+    struct store_experiment e = {.id = next, .created_ms = now_ms, .updated_ms = now_ms};
+    memcpy(e.name, name, len);
     uint8_t key[8], nb[8];
     st_be64(key, next);
     st_le64(nb, next + 1);
-    rc = st_mpw_done(&w);
-    if (rc == 0)
-        rc = st_put(t, DB_EXP, key, 8, w.buf, w.len, 0);
+    rc = exp_put(t, &e);
     if (rc == 0)
         rc = st_put(t, DB_EXP_NAME, name, len, key, 8, 0);
     if (rc == 0)
         rc = st_put(t, DB_META, "next_exp", 8, nb, 8, 0);
-    st_mpw_free(&w);
     if (rc == 0)
         *id = next;
     return rc;
+}
+
+int store_experiment_rename(struct store_txn *t, uint64_t id, const char *name, int64_t now_ms)
+{
+    size_t len;
+    int rc = name_ok(name, &len);
+    if (rc || (rc = st_writable(t)) != 0)
+        return rc;
+    struct store_experiment e;
+    if ((rc = store_experiment_get(t, id, &e)) < 0)
+        return rc;
+    if (strcmp(e.name, name) == 0)
+        return 0;
+    uint64_t other;
+    if ((rc = id_by_name(t, name, len, &other)) == 0)
+        return -EEXIST;
+    if (rc != -ENOENT)
+        return rc;
+    if ((rc = st_del(t, DB_EXP_NAME, e.name, strlen(e.name))) < 0 && rc != -ENOENT)
+        return rc;
+    memset(e.name, 0, sizeof e.name);
+    memcpy(e.name, name, len);
+    e.updated_ms = now_ms;
+    uint8_t key[8];
+    st_be64(key, id);
+    if ((rc = st_put(t, DB_EXP_NAME, name, len, key, 8, 0)) < 0)
+        return rc;
+    return exp_put(t, &e);
+}
+
+int store_experiment_set_deleted(struct store_txn *t, uint64_t id, bool deleted, int64_t now_ms)
+{
+    int rc = st_writable(t);
+    struct store_experiment e;
+    if (rc || (rc = store_experiment_get(t, id, &e)) < 0)
+        return rc;
+    e.deleted = deleted;
+    e.updated_ms = now_ms;
+    return exp_put(t, &e);
+}
+
+static void exp_owner(uint64_t id, uint8_t owner[16])
+{
+    memset(owner, 0, 8);
+    st_be64(owner + 8, id);
+}
+
+int store_exp_tag_set(struct store_txn *t, uint64_t id, const char *key, const char *value)
+{
+    int rc = st_writable(t);
+    if (rc)
+        return rc;
+    if (!value)
+        return -EINVAL;
+    struct store_experiment e;
+    if ((rc = store_experiment_get(t, id, &e)) < 0)
+        return rc;
+    uint8_t owner[16], k[ST_MAX_KEY];
+    exp_owner(id, owner);
+    int kl = st_runkey(k, owner, key);
+    if (kl < 0)
+        return kl;
+    return st_put(t, DB_EXPTAGS, k, (size_t)kl, value, strlen(value), 0);
+}
+
+int store_exp_tags_foreach(struct store_txn *t, uint64_t id,
+                           int (*cb)(const char *key, const char *value, void *arg), void *arg)
+{
+    uint8_t owner[16];
+    exp_owner(id, owner);
+    return st_kv_foreach(t, DB_EXPTAGS, owner, cb, arg);
 }
 
 int store_experiment_get(struct store_txn *t, uint64_t id, struct store_experiment *out)

@@ -3,7 +3,8 @@
  * A run is a msgpack map in DB_RUNS under its 16-byte id, with short keys:
  *   e experiment id, n name, s status, st start_ms, en end_ms, u user, h host,
  *   p parent id (bin 16, only when there is one), ui uid, pi pid,
- *   ps "start recorded" (false for a placeholder), pe "end recorded".
+ *   ps "start recorded" (false for a placeholder), pe "end recorded", dl deleted (soft;
+ *   absent means false).
  * Records of one run can reach the store out of order (a metric from another thread's lane
  * before the start record, an end before the start), so any data attached to a run first
  * makes sure a row exists (store_run_touch: a placeholder, RUNNING, experiment 0). A start on
@@ -17,6 +18,7 @@
 #include "store_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 struct run_row {
@@ -72,6 +74,10 @@ static int row_decode(const uint8_t id[16], const MDB_val *v, struct run_row *ro
                 r->uid = (uint32_t)u;
             else
                 r->pid = (uint32_t)u;
+        } else if (st_mp_key_is(&k, "dl")) {
+            if (x.type != MP_BOOL)
+                return -EBADMSG;
+            r->deleted = x.b;
         } else if (st_mp_key_is(&k, "ps") || st_mp_key_is(&k, "pe")) {
             if (x.type != MP_BOOL)
                 return -EBADMSG;
@@ -89,7 +95,7 @@ static int row_put(struct store_txn *t, const struct run_row *row)
     const struct store_run *r = &row->r;
     struct st_mpw w;
     st_mpw_init(&w);
-    st_mpw_map(&w, 11 + r->has_parent);
+    st_mpw_map(&w, 11u + r->has_parent + r->deleted);
     st_mpw_str(&w, "e");
     st_mpw_uint(&w, r->experiment_id);
     st_mpw_str(&w, "n");
@@ -116,6 +122,10 @@ static int row_put(struct store_txn *t, const struct run_row *row)
     st_mpw_bool(&w, row->started);
     st_mpw_str(&w, "pe");
     st_mpw_bool(&w, row->ended);
+    if (r->deleted) {
+        st_mpw_str(&w, "dl");
+        st_mpw_bool(&w, true);
+    }
     int rc = st_mpw_done(&w);
     if (rc == 0)
         rc = st_put(t, DB_RUNS, r->id, 16, w.buf, w.len, 0);
@@ -164,6 +174,7 @@ int store_run_start(struct store_txn *t, const struct store_run *r)
         return rc;
     rc = row_get(t, r->id, &old);
     if (rc == 0) {
+        row.r.deleted = old.r.deleted;
         if (!old.started && old.ended) {
             row.r.status = old.r.status;
             row.r.end_ms = old.r.end_ms;
@@ -247,6 +258,38 @@ int store_run_get(struct store_txn *t, const uint8_t id[16], struct store_run *o
     if (rc == 0)
         *out = row.r;
     return rc;
+}
+
+int store_run_set_deleted(struct store_txn *t, const uint8_t id[16], bool deleted)
+{
+    int rc = st_writable(t);
+    struct run_row row;
+    if (rc || (rc = row_get(t, id, &row)) < 0)
+        return rc;
+    row.r.deleted = deleted;
+    return row_put(t, &row);
+}
+
+int store_run_set_name(struct store_txn *t, const uint8_t id[16], const char *name)
+{
+    int rc = st_writable(t);
+    struct run_row row;
+    if (rc || (rc = row_get(t, id, &row)) < 0)
+        return rc;
+    if (!name || strlen(name) >= sizeof row.r.name)
+        return name ? -ENAMETOOLONG : -EINVAL;
+    snprintf(row.r.name, sizeof row.r.name, "%s", name);
+    return row_put(t, &row);
+}
+
+int store_run_set_experiment(struct store_txn *t, const uint8_t id[16], uint64_t experiment_id)
+{
+    int rc = st_writable(t);
+    struct run_row row;
+    if (rc || (rc = row_get(t, id, &row)) < 0)
+        return rc;
+    row.r.experiment_id = experiment_id;
+    return row_put(t, &row);
 }
 
 struct run_ctx {
@@ -390,6 +433,39 @@ static int kv_put(struct store_txn *t, enum st_db db, const uint8_t run[16], con
     return st_journal_put(t, &op);
 }
 
+int store_tag_delete(struct store_txn *t, const uint8_t run[16], const char *key)
+{
+    int rc = st_writable(t);
+    if (rc)
+        return rc;
+    uint8_t k[ST_MAX_KEY];
+    int kl = st_runkey(k, run, key);
+    return kl < 0 ? kl : st_del(t, DB_TAGS, k, (size_t)kl);
+}
+
+int store_input_put(struct store_txn *t, const uint8_t run[16], const char *key,
+                    const char *value)
+{
+    int rc = st_writable(t);
+    if (rc)
+        return rc;
+    if (!value)
+        return -EINVAL;
+    uint8_t k[ST_MAX_KEY];
+    int kl = st_runkey(k, run, key);
+    if (kl < 0)
+        return kl;
+    if ((rc = store_run_touch(t, run)) < 0)
+        return rc;
+    return st_put(t, DB_INPUTS, k, (size_t)kl, value, strlen(value), 0);
+}
+
+int store_inputs_foreach(struct store_txn *t, const uint8_t run[16],
+                         int (*cb)(const char *key, const char *value, void *arg), void *arg)
+{
+    return st_kv_foreach(t, DB_INPUTS, run, cb, arg);
+}
+
 int store_param_put(struct store_txn *t, const uint8_t run[16], const char *key,
                     const char *value)
 {
@@ -430,9 +506,11 @@ static int kv_one(const MDB_val *k, const MDB_val *v, void *arg)
     return c->cb(c->buf, val, c->arg);
 }
 
-static int kv_foreach(struct store_txn *t, enum st_db db, const uint8_t run[16],
-                      int (*cb)(const char *key, const char *value, void *arg), void *arg)
+int st_kv_foreach(struct store_txn *t, enum st_db db, const uint8_t run[16],
+                  int (*cb)(const char *key, const char *value, void *arg), void *arg)
 {
+    if (!st_has_db(t, db))
+        return 0;
     struct kv_ctx c = {cb, arg, NULL, 0};
     int rc = st_prefix_foreach(t, db, run, 16, kv_one, &c);
     free(c.buf);
@@ -442,13 +520,13 @@ static int kv_foreach(struct store_txn *t, enum st_db db, const uint8_t run[16],
 int store_params_foreach(struct store_txn *t, const uint8_t run[16],
                          int (*cb)(const char *key, const char *value, void *arg), void *arg)
 {
-    return kv_foreach(t, DB_PARAMS, run, cb, arg);
+    return st_kv_foreach(t, DB_PARAMS, run, cb, arg);
 }
 
 int store_tags_foreach(struct store_txn *t, const uint8_t run[16],
                        int (*cb)(const char *key, const char *value, void *arg), void *arg)
 {
-    return kv_foreach(t, DB_TAGS, run, cb, arg);
+    return st_kv_foreach(t, DB_TAGS, run, cb, arg);
 }
 
 const char *store_run_status_name(int status)

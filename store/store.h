@@ -67,6 +67,11 @@ struct store_info {
 int store_info(struct store *s, struct store_info *info);
 
 int store_begin(struct store *s, bool write, struct store_txn **t);
+/* Runs fn in a write transaction and commits it; when the map fills, grows it (waiting up to
+ * a few seconds for this process's other transactions to end) and runs fn again, so fn must
+ * be a pure function of the store and arg. fn's negative return aborts and is returned; a
+ * positive one commits and is returned. For servers with many threads. */
+int store_update(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg);
 int store_commit(struct store_txn *t); /* frees t, whatever it returns */
 void store_abort(struct store_txn *t); /* NULL accepted */
 
@@ -76,6 +81,8 @@ struct store_experiment {
     uint64_t id; /* "Default" is 0, like MLflow's; others count up from 1 */
     char name[512];
     int64_t created_ms;
+    int64_t updated_ms; /* last rename, delete or restore (created_ms until then) */
+    bool deleted;       /* MLflow's lifecycle_stage "deleted": soft, restorable */
 };
 /* Returns the id of the experiment with this name, creating it if needed. */
 int store_experiment_ensure(struct store_txn *t, const char *name, int64_t now_ms, uint64_t *id);
@@ -83,6 +90,16 @@ int store_experiment_get(struct store_txn *t, uint64_t id, struct store_experime
 int store_experiment_by_name(struct store_txn *t, const char *name, struct store_experiment *out);
 int store_experiment_foreach(struct store_txn *t,
                              int (*cb)(const struct store_experiment *e, void *arg), void *arg);
+/* Creates an experiment; -EEXIST when the name is taken (by a deleted one too, as in MLflow). */
+int store_experiment_create(struct store_txn *t, const char *name, int64_t now_ms, uint64_t *id);
+/* -ENOENT for no such experiment, -EEXIST when another one has the name. */
+int store_experiment_rename(struct store_txn *t, uint64_t id, const char *name, int64_t now_ms);
+/* Soft delete (deleted = true) or restore. Its runs are not touched (MLflow's semantics). */
+int store_experiment_set_deleted(struct store_txn *t, uint64_t id, bool deleted, int64_t now_ms);
+/* Experiment tags: last write wins; keys as for run tags. */
+int store_exp_tag_set(struct store_txn *t, uint64_t id, const char *key, const char *value);
+int store_exp_tags_foreach(struct store_txn *t, uint64_t id,
+                           int (*cb)(const char *key, const char *value, void *arg), void *arg);
 
 /* ---- runs ----------------------------------------------------------------------------- */
 
@@ -108,6 +125,7 @@ struct store_run {
     uint8_t parent[16];
     uint32_t uid; /* as the kernel reported the producer (the ring file's owner) */
     uint32_t pid;
+    bool deleted; /* MLflow's lifecycle_stage "deleted" (soft; store_run_set_deleted) */
 };
 /* Creates the run, or fills in a run that records reached before its start (a metric logged
  * from another thread's lane can arrive first): fields already set by an end are kept. */
@@ -121,6 +139,13 @@ int store_run_touch(struct store_txn *t, const uint8_t id[16]);
  * another uid owns it. The agent calls it before it accepts any record for a run id. */
 int store_run_claim(struct store_txn *t, const uint8_t id[16], uint32_t uid);
 int store_run_get(struct store_txn *t, const uint8_t id[16], struct store_run *out);
+/* Soft delete or restore (-ENOENT for no such run). Not journaled: an operator's act on the
+ * store it is made in (the server's MLflow API), not part of the run's replicated history. */
+int store_run_set_deleted(struct store_txn *t, const uint8_t id[16], bool deleted);
+/* Renames a run (-ENOENT, -ENAMETOOLONG). Not journaled either. */
+int store_run_set_name(struct store_txn *t, const uint8_t id[16], const char *name);
+/* Moves a run to another experiment (MLflow's runs/create names its experiment). */
+int store_run_set_experiment(struct store_txn *t, const uint8_t id[16], uint64_t experiment_id);
 /* Runs in id order. */
 int store_run_foreach(struct store_txn *t, int (*cb)(const struct store_run *r, void *arg),
                       void *arg);
@@ -137,6 +162,15 @@ int store_run_id_parse(const char *hex, uint8_t id[16]);
 int store_param_put(struct store_txn *t, const uint8_t run[16], const char *key,
                     const char *value);
 int store_tag_set(struct store_txn *t, const uint8_t run[16], const char *key, const char *value);
+/* Deletes a run tag: -ENOENT when it is not set. Not journaled. */
+int store_tag_delete(struct store_txn *t, const uint8_t run[16], const char *key);
+/* Inputs of a run (MLflow's log-inputs): key identifies the input (e.g. dataset name and
+ * digest), value is kept as given (the API keeps the DatasetInput's JSON). Same key again:
+ * replaced. Not journaled. */
+int store_input_put(struct store_txn *t, const uint8_t run[16], const char *key,
+                    const char *value);
+int store_inputs_foreach(struct store_txn *t, const uint8_t run[16],
+                         int (*cb)(const char *key, const char *value, void *arg), void *arg);
 /* In key order. The callback's strings are valid during the call only. */
 int store_params_foreach(struct store_txn *t, const uint8_t run[16],
                          int (*cb)(const char *key, const char *value, void *arg), void *arg);
@@ -306,6 +340,22 @@ int store_peer_put(struct store_txn *t, const uint8_t agent[16], const struct st
 int store_peer_foreach(struct store_txn *t,
                        int (*cb)(const uint8_t agent[16], const struct store_peer *p, void *arg),
                        void *arg);
+
+/* Records that a sync target keeps in the store it reads from, so that they commit with the
+ * rest (e.g. the mlflow target's map from local to remote run ids, and how far each series
+ * has been sent). target: a short name with no NUL ("mlflow:<url digest>"); key: bytes
+ * (target + 1 + klen <= 511). get: -ENOENT when unset; *val points into the txn's memory. */
+int store_remote_put(struct store_txn *t, const char *target, const void *key, size_t klen,
+                     const void *val, size_t vlen);
+int store_remote_get(struct store_txn *t, const char *target, const void *key, size_t klen,
+                     const void **val, size_t *vlen);
+int store_remote_del(struct store_txn *t, const char *target, const void *key, size_t klen);
+/* Every record of target whose key starts with prefix, in key order. */
+int store_remote_foreach(struct store_txn *t, const char *target, const void *prefix,
+                         size_t plen,
+                         int (*cb)(const void *key, size_t klen, const void *val, size_t vlen,
+                                   void *arg),
+                         void *arg);
 
 /* Default store directory: $SIDETRACK_DATA, else /var/lib/sidetrack for root, else
  * $XDG_DATA_HOME/sidetrack or ~/.local/share/sidetrack. */

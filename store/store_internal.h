@@ -21,7 +21,10 @@
  *   counters   name -> u64
  *   journal    seq (u64) -> msgpack array of a struct store_op (journal.c)
  *   peers      agent id (16) -> msgpack map of a struct store_peer (journal.c)
- * journal, peers and mbidx came after the first stores were made: a writable open creates
+ *   exptags    experiment id (u64, in 16 bytes: 8 zero + 8) + key + '\0' -> value bytes
+ *   inputs     run (16) + key + '\0' -> value bytes (MLflow's log-inputs)
+ *   remote     target + '\0' + key -> value bytes (store_remote_*: sync targets' records)
+ * journal, peers, mbidx, exptags, inputs and remote came after the first stores were made: a writable open creates
  * them, a read-only open of an older store goes on without them (st_has_db()).
  */
 #ifndef SIDETRACK_STORE_INTERNAL_H
@@ -52,6 +55,9 @@ enum st_db {
     DB_JOURNAL,
     DB_PEERS,
     DB_MBIDX,
+    DB_EXPTAGS,
+    DB_INPUTS,
+    DB_REMOTE,
     DB_COUNT
 };
 
@@ -117,6 +123,11 @@ int st_prefix_foreach(struct store_txn *t, enum st_db db, const void *prefix, si
 int st_runkey(uint8_t *buf, const uint8_t run[16], const char *key);
 
 int64_t st_now_ms(void);
+
+/* Walks the entries under a 16-byte owner (run id, widened experiment id) whose keys are
+ * owner + key + '\0', handing key and value as strings (runs.c). */
+int st_kv_foreach(struct store_txn *t, enum st_db db, const uint8_t owner[16],
+                  int (*cb)(const char *key, const char *value, void *arg), void *arg);
 
 /* ---- byte order ---- */
 static inline void st_be32(uint8_t *p, uint32_t v)
