@@ -4,6 +4,7 @@
 set -euo pipefail
 PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       liblmdb-dev lmdb-utils libmsgpack-dev libzmq3-dev libcurl4-openssl-dev libssl-dev
+      libmicrohttpd-dev libjansson-dev openssl
       libcmocka-dev python3 python3-dev ca-certificates
       python3-mesonpy python3-venv python3-pytest python3-numpy python3-torch
       python3-dask python3-distributed python3-matplotlib git)
