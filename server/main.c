@@ -4,8 +4,9 @@
  *
  * One thread serves the socket and applies batches: LMDB allows one writer at a time anyway,
  * and a batch is tens to hundreds of KiB, so the socket is never the bottleneck. */
-#include "apply.h"
-#include "blobs.h"
+#include "http.h"
+#include "ingest.h"
+#include "ingest_http.h"
 #include "keys.h"
 #include "log.h"
 #include "protocol.h"
@@ -38,11 +39,20 @@ static void usage(FILE *f)
             "Usage: sidetrack-server --data DIR [OPTIONS]\n"
             "\n"
             "The central sidetrack store: agents replicate their runs into it over ZeroMQ\n"
-            "(CURVE-encrypted; only agents whose public keys are in the allow-list get in).\n"
+            "(CURVE-encrypted; only agents whose public keys are in the allow-list get in) or\n"
+            "HTTPS (bearer tokens); MLflow's clients read and write it through MLflow's REST API.\n"
             "\n"
             "Options:\n"
             "  -d, --data DIR      the central store's directory (created if missing)\n"
-            "  -z, --zmq ENDPOINT  where agents connect (default " DEFAULT_ENDPOINT ")\n"
+            "  -z, --zmq ENDPOINT  where agents connect (default " DEFAULT_ENDPOINT "; 'off': none)\n"
+            "      --http ADDR:PORT  serve HTTP(S): MLflow's REST API and the agents' HTTPS\n"
+            "                      ingest (e.g. 127.0.0.1:5000; [::]:5000 or :5000 for all)\n"
+            "      --tls-cert FILE --tls-key FILE  PEM certificate (chain) and key: HTTPS\n"
+            "      --tokens DIR    bearer tokens, one NAME.token file each (default\n"
+            "                      DIR/tokens.d; make them with 'sidetrack keys token NAME')\n"
+            "      --api-auth MODE open (default, as MLflow's own server) or token: MLflow's API\n"
+            "                      needs a token too (Bearer, or Basic NAME:TOKEN)\n"
+            "      --http-threads N  request threads (default 4)\n"
             "  -k, --key FILE      the server's key pair (default DIR/server.key; made, with\n"
             "                      DIR/server.pub to give to agents, on first start)\n"
             "  -a, --allow DIR     agents' public keys, one NAME.pub file each (default\n"
@@ -56,49 +66,23 @@ static void usage(FILE *f)
             "See docs/server.md.\n");
 }
 
-struct conn {
-    uint8_t rid[256]; /* the DEALER's routing id as the ROUTER gives it */
-    size_t rid_len;
-    uint8_t agent[16];
-    char host[256];
-    char key[SYNC_KEY_Z85 + 1];
-    struct conn *next;
-};
-
 struct server {
     struct store *store;
     void *ctx, *sock;
     struct zap *zap;
-    struct conn *conns;
+    struct ingest *ingest;
     struct sync_buf out;
-    uint64_t batches, ops, points, refused;
 };
 
-static struct conn *conn_find(struct server *sv, const zmq_msg_t *rid, bool create)
+static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
 {
-    size_t n = zmq_msg_size(rid);
-    if (n > sizeof sv->conns->rid)
-        return NULL;
-    for (struct conn *c = sv->conns; c; c = c->next)
-        if (c->rid_len == n && !memcmp(c->rid, zmq_msg_data((zmq_msg_t *)rid), n))
-            return c;
-    if (!create)
-        return NULL;
-    struct conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    memcpy(c->rid, zmq_msg_data((zmq_msg_t *)rid), n);
-    c->rid_len = n;
-    c->next = sv->conns;
-    sv->conns = c;
-    return c;
-}
-
-static void reply(struct server *sv, const zmq_msg_t *rid)
-{
-    if (sv->out.err)
+    const char *key = zmq_msg_gets(body, "User-Id"); /* the ZAP handler's word: the agent's key */
+    char identity[SYNC_KEY_Z85 + 8];
+    snprintf(identity, sizeof identity, "key:%s", key ? key : "");
+    int r = ingest_frame(sv->ingest, identity, zmq_msg_data(body), zmq_msg_size(body), &sv->out);
+    if (r == -ENOMEM || sv->out.err)
         return;
-    zmq_send(sv->sock, zmq_msg_data((zmq_msg_t *)rid), zmq_msg_size(rid), ZMQ_SNDMORE);
+    zmq_send(sv->sock, zmq_msg_data(rid), zmq_msg_size(rid), ZMQ_SNDMORE);
     zmq_send(sv->sock, sv->out.data, sv->out.len, 0);
 }
 
@@ -107,89 +91,10 @@ static void reply_error(struct server *sv, const zmq_msg_t *rid, int code, const
 {
     sync_buf_reset(&sv->out);
     sync_encode_error(&sv->out, code, msg, hwm);
-    reply(sv, rid);
-}
-
-static void handle(struct server *sv, zmq_msg_t *rid, zmq_msg_t *body)
-{
-    struct sync_msg m;
-    int r = sync_decode(zmq_msg_data(body), zmq_msg_size(body), &m);
-    if (r < 0) {
-        server_log("warning", "a malformed frame (%zu bytes): %s", zmq_msg_size(body), strerror(-r));
-        reply_error(sv, rid, r, "malformed frame", 0);
+    if (sv->out.err)
         return;
-    }
-    const char *key = zmq_msg_gets(body, "User-Id"); /* the ZAP handler's word: the agent's key */
-    struct conn *c = conn_find(sv, rid, m.type == SYNC_HELLO);
-    if (m.type == SYNC_HELLO && c) {
-        memcpy(c->agent, m.agent, 16);
-        snprintf(c->host, sizeof c->host, "%s", m.host);
-        snprintf(c->key, sizeof c->key, "%s", key ? key : "");
-        uint64_t hwm = 1;
-        if ((r = apply_hwm(sv->store, m.agent, &hwm)) < 0) {
-            server_log("error", "store: %s", store_strerror(r));
-            reply_error(sv, rid, r, store_strerror(r), 0);
-        } else {
-            char hex[33];
-            store_run_id_hex(m.agent, hex);
-            server_log("info", "agent %s (%s, key %.8s...) connected: resumes at %llu", hex, c->host,
-                c->key, (unsigned long long)hwm);
-            sync_buf_reset(&sv->out);
-            sync_encode_welcome(&sv->out, hwm);
-            reply(sv, rid);
-        }
-    } else if (m.type == SYNC_BATCH) {
-        if (!c || memcmp(c->agent, m.agent, 16) != 0) {
-            /* A batch must come after its agent's HELLO on the same connection, so that the
-             * agent id it names is the one that connection introduced. */
-            reply_error(sv, rid, -EPERM, "batch without HELLO for this agent", 0);
-        } else {
-            struct apply_result res;
-            r = apply_batch(sv->store, &m, c->host, &res);
-            if (r == 0) {
-                sv->batches++;
-                sv->ops += res.applied;
-                sv->points += res.points;
-                if (verbose)
-                    server_log("info", "%s: ops %llu-%llu: %llu applied, %llu already here",
-                        c->host, (unsigned long long)m.first, (unsigned long long)m.last,
-                        (unsigned long long)res.applied, (unsigned long long)res.skipped);
-                sync_buf_reset(&sv->out);
-                sync_encode_ack(&sv->out, res.hwm);
-                reply(sv, rid);
-            } else if (r == -ERANGE) {
-                reply_error(sv, rid, r, "gap: resend from hwm", res.hwm);
-            } else {
-                server_log("error", "batch %llu-%llu of %s not applied: %s",
-                    (unsigned long long)m.first, (unsigned long long)m.last, c->host,
-                    store_strerror(r));
-                reply_error(sv, rid, r, store_strerror(r), 0);
-            }
-        }
-    } else if (m.type == SYNC_BLOB_OFFER || m.type == SYNC_BLOB_CHUNK) {
-        if (!c) {
-            reply_error(sv, rid, -EPERM, "artifact content without HELLO", 0);
-        } else {
-            uint64_t have = 0;
-            r = m.type == SYNC_BLOB_OFFER ? blobs_have(sv->store, m.sha256, m.size, &have)
-                                          : blobs_chunk(sv->store, &m, &have);
-            if (r == 0 && m.type == SYNC_BLOB_OFFER && have && have < m.size)
-                server_log("info", "%s: resuming an artifact upload at byte %llu of %llu", c->host,
-                    (unsigned long long)have, (unsigned long long)m.size);
-            if (r < 0) {
-                server_log("warning", "%s: artifact content: %s", c->host,
-                    r == -EBADMSG ? "digest mismatch: upload started over" : strerror(-r));
-                reply_error(sv, rid, r, r == -EBADMSG ? "digest mismatch" : strerror(-r), 0);
-            } else {
-                sync_buf_reset(&sv->out);
-                sync_encode_blob_state(&sv->out, m.sha256, m.size, have);
-                reply(sv, rid);
-            }
-        }
-    } else {
-        reply_error(sv, rid, -EPROTO, "unexpected message", 0);
-    }
-    sync_msg_free(&m);
+    zmq_send(sv->sock, zmq_msg_data((zmq_msg_t *)rid), zmq_msg_size(rid), ZMQ_SNDMORE);
+    zmq_send(sv->sock, sv->out.data, sv->out.len, 0);
 }
 
 static int serve(struct server *sv)
@@ -252,9 +157,15 @@ int main(int argc, char **argv)
         {"data", required_argument, NULL, 'd'}, {"zmq", required_argument, NULL, 'z'},
         {"key", required_argument, NULL, 'k'},  {"allow", required_argument, NULL, 'a'},
         {"verbose", no_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},    {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},    {"http", required_argument, NULL, 'H'},
+        {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+        {"tokens", required_argument, NULL, 'T'}, {"api-auth", required_argument, NULL, 'A'},
+        {"http-threads", required_argument, NULL, 'N'}, {NULL, 0, NULL, 0},
     };
     const char *data = NULL, *endpoint = DEFAULT_ENDPOINT, *keyfile = NULL, *allow = NULL;
+    const char *http_listen = NULL, *tls_cert = NULL, *tls_key = NULL, *tokens = NULL;
+    bool api_auth = false;
+    unsigned http_threads = 4;
     int o;
     while ((o = getopt_long(argc, argv, "d:z:k:a:vh", opts, NULL)) != -1) {
         switch (o) {
@@ -265,6 +176,29 @@ int main(int argc, char **argv)
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("sidetrack-server 0.1.0\n"); return 0;
+        case 'H': http_listen = optarg; break;
+        case 'C': tls_cert = optarg; break;
+        case 'K': tls_key = optarg; break;
+        case 'T': tokens = optarg; break;
+        case 'A':
+            if (strcmp(optarg, "open") && strcmp(optarg, "token")) {
+                fprintf(stderr, "sidetrack-server: --api-auth takes 'open' or 'token', not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            api_auth = !strcmp(optarg, "token");
+            break;
+        case 'N': {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (*end || n < 1 || n > 256) {
+                fprintf(stderr, "sidetrack-server: --http-threads takes 1 to 256, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            http_threads = (unsigned)n;
+            break;
+        }
         default: usage(stderr); return 2;
         }
     }
@@ -276,17 +210,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "sidetrack-server: --data DIR is required (the central store)\n");
         return 2;
     }
+    if (!tls_cert != !tls_key) {
+        fprintf(stderr, "sidetrack-server: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (tls_cert && !http_listen) {
+        fprintf(stderr, "sidetrack-server: --tls-cert needs --http ADDR:PORT\n");
+        return 2;
+    }
+    bool zmq_on = strcmp(endpoint, "off") != 0;
+    if (!zmq_on && !http_listen) {
+        fprintf(stderr, "sidetrack-server: with --zmq off, --http is needed (else nothing listens)\n");
+        return 2;
+    }
     int r;
     if ((r = ensure_dir(data)) < 0) {
         server_log("error", "cannot create %s: %s", data, strerror(-r));
         return 1;
     }
     char kbuf[PATH_MAX], abuf[PATH_MAX];
-    if (!keyfile) {
+    char pub[SYNC_KEY_Z85 + 1] = "", sec[SYNC_KEY_Z85 + 1] = "";
+    if (zmq_on && !keyfile) {
         snprintf(kbuf, sizeof kbuf, "%s/server.key", data);
         keyfile = kbuf;
         if (access(kbuf, F_OK) != 0) {
-            char pub[SYNC_KEY_Z85 + 1];
             if ((r = sync_keys_gen(data, "server", pub)) < 0) {
                 server_log("error", "cannot make the server's key pair in %s: %s", data, strerror(-r));
                 return 1;
@@ -294,13 +241,12 @@ int main(int argc, char **argv)
             server_log("info", "made the server's key pair: give %s/server.pub to the agents", data);
         }
     }
-    if (!allow) {
+    if (zmq_on && !allow) {
         snprintf(abuf, sizeof abuf, "%s/agents.d", data);
         allow = abuf;
         ensure_dir(abuf);
     }
-    char pub[SYNC_KEY_Z85 + 1], sec[SYNC_KEY_Z85 + 1];
-    if ((r = sync_keys_read_pair(keyfile, pub, sec)) < 0) {
+    if (zmq_on && (r = sync_keys_read_pair(keyfile, pub, sec)) < 0) {
         server_log("error", "%s: %s", keyfile,
             r == -EPERM     ? "others may read it: chmod 600 it (a readable secret key is not "
                               "secret)"
@@ -315,45 +261,98 @@ int main(int argc, char **argv)
         server_log("error", "cannot open the store in %s: %s", data, store_strerror(r));
         return 1;
     }
-    sv.ctx = zmq_ctx_new();
-    if (!sv.ctx || (r = zap_start(&sv.zap, sv.ctx, allow)) < 0) {
-        server_log("error", "cannot start the key check: %s", strerror(r < 0 ? -r : errno));
-        return 1;
-    }
-    sv.sock = zmq_socket(sv.ctx, ZMQ_ROUTER);
-    int one = 1, zero = 0, hb_ivl = 2000, hb_ttl = 10000, hb_timeout = 10000;
-    int64_t maxmsg = SYNC_MAX_FRAME;
-    zmq_setsockopt(sv.sock, ZMQ_CURVE_SERVER, &one, sizeof one);
-    zmq_setsockopt(sv.sock, ZMQ_CURVE_SECRETKEY, sec, SYNC_KEY_Z85);
-    memset(sec, 0, sizeof sec);
-    zmq_setsockopt(sv.sock, ZMQ_ZAP_DOMAIN, "sidetrack", 9);
-    zmq_setsockopt(sv.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(sv.sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(sv.sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
-    zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
-    zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof hb_ttl);
-    zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
-    if (zmq_bind(sv.sock, endpoint) != 0) {
-        server_log("error", "cannot listen on %s: %s", endpoint, zmq_strerror(errno));
+    if ((r = ingest_open(&sv.ingest, sv.store, verbose)) < 0) {
+        server_log("error", "%s", strerror(-r));
         return 1;
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    server_log("info", "serving %s on %s (allow-list %s, public key %s)", data, endpoint, allow, pub);
-    int rc = serve(&sv);
-    server_log("info", "stopped: %llu batches, %llu ops, %llu points applied; %llu agents refused",
-        (unsigned long long)sv.batches, (unsigned long long)sv.ops,
-        (unsigned long long)sv.points, (unsigned long long)zap_refused(sv.zap));
-    zmq_close(sv.sock);
-    zap_stop(sv.zap);
-    zmq_ctx_term(sv.ctx);
-    while (sv.conns) {
-        struct conn *n = sv.conns->next;
-        free(sv.conns);
-        sv.conns = n;
+
+    struct http_server *http = NULL;
+    if (http_listen) {
+        char tbuf[PATH_MAX], spool[PATH_MAX];
+        if (!tokens) {
+            snprintf(tbuf, sizeof tbuf, "%s/tokens.d", data);
+            tokens = tbuf;
+            ensure_dir(tbuf);
+        }
+        /* Uploads are spooled next to the blobs they become, so that keeping one is a rename. */
+        uint8_t zero_sha[32] = {0};
+        char part[PATH_MAX];
+        if ((r = store_blob_upload_path(sv.store, zero_sha, true, part, sizeof part)) < 0) {
+            server_log("error", "cannot make the upload folder in %s: %s", data, strerror(-r));
+            return 1;
+        }
+        snprintf(spool, sizeof spool, "%.*s", (int)(strrchr(part, '/') - part), part);
+        struct http_options ho = {.listen = http_listen, .tls_cert = tls_cert,
+                                  .tls_key = tls_key, .tokens_dir = tokens,
+                                  .spool_dir = spool, .threads = http_threads};
+        if ((r = http_start(&http, &ho)) < 0) {
+            server_log("error", "cannot serve HTTP%s on %s: %s", tls_cert ? "S" : "", http_listen,
+                       r == -EINVAL          ? "give ADDRESS:PORT, e.g. 127.0.0.1:5000"
+                       : r == -EADDRNOTAVAIL ? "the address is in use or not this machine's, or "
+                                               "the certificate or key is not valid PEM"
+                                             : strerror(-r));
+            return 1;
+        }
+        http_require_auth_everywhere(http, api_auth);
+        /* HTTP routes */
+        if ((r = ingest_http_register(http, sv.ingest)) < 0) {
+            server_log("error", "cannot set up the HTTP routes: %s", strerror(-r));
+            return 1;
+        }
+        server_log("info", "serving HTTP%s on %s (port %u; MLflow API %s; tokens in %s)",
+                   tls_cert ? "S" : "", http_listen, http_port(http),
+                   api_auth ? "needs a token" : "open", tokens);
     }
+
+    int rc = 0;
+    if (zmq_on) {
+        sv.ctx = zmq_ctx_new();
+        if (!sv.ctx || (r = zap_start(&sv.zap, sv.ctx, allow)) < 0) {
+            server_log("error", "cannot start the key check: %s", strerror(r < 0 ? -r : errno));
+            return 1;
+        }
+        sv.sock = zmq_socket(sv.ctx, ZMQ_ROUTER);
+        int one = 1, zero = 0, hb_ivl = 2000, hb_ttl = 10000, hb_timeout = 10000;
+        int64_t maxmsg = SYNC_MAX_FRAME;
+        zmq_setsockopt(sv.sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+        zmq_setsockopt(sv.sock, ZMQ_CURVE_SECRETKEY, sec, SYNC_KEY_Z85);
+        memset(sec, 0, sizeof sec);
+        zmq_setsockopt(sv.sock, ZMQ_ZAP_DOMAIN, "sidetrack", 9);
+        zmq_setsockopt(sv.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        zmq_setsockopt(sv.sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(sv.sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+        zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
+        zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof hb_ttl);
+        zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
+        if (zmq_bind(sv.sock, endpoint) != 0) {
+            server_log("error", "cannot listen on %s: %s", endpoint, zmq_strerror(errno));
+            return 1;
+        }
+        server_log("info", "serving %s on %s (allow-list %s, public key %s)", data, endpoint,
+                   allow, pub);
+        rc = serve(&sv);
+    } else {
+        while (!stop_signal)
+            pause();
+    }
+    http_stop(http);
+    struct ingest_stats st;
+    ingest_stats(sv.ingest, &st);
+    server_log("info", "stopped: %llu batches, %llu ops, %llu points applied; %llu agents refused",
+        (unsigned long long)st.batches, (unsigned long long)st.ops,
+        (unsigned long long)st.points,
+        (unsigned long long)(st.refused + (sv.zap ? zap_refused(sv.zap) : 0)));
+    if (sv.sock)
+        zmq_close(sv.sock);
+    if (sv.zap)
+        zap_stop(sv.zap);
+    if (sv.ctx)
+        zmq_ctx_term(sv.ctx);
+    ingest_close(sv.ingest);
     sync_buf_free(&sv.out);
     store_sync(sv.store);
     store_close(sv.store);
