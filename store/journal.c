@@ -395,6 +395,8 @@ static int peer_decode(const MDB_val *v, struct store_peer *p)
             rc = st_mp_as_u64(&x, &p->batches);
         else if (st_mp_key_is(&k, "n"))
             rc = st_mp_as_str(&x, p->host, sizeof p->host);
+        else if (st_mp_key_is(&k, "w"))
+            rc = st_mp_as_str(&x, p->owner, sizeof p->owner);
     }
     return rc;
 }
@@ -417,12 +419,12 @@ int store_peer_put(struct store_txn *t, const uint8_t agent[16], const struct st
     int rc = st_writable(t);
     if (rc)
         return rc;
-    size_t hl = strnlen(p->host, sizeof p->host);
-    if (hl == sizeof p->host)
+    size_t hl = strnlen(p->host, sizeof p->host), ol = strnlen(p->owner, sizeof p->owner);
+    if (hl == sizeof p->host || ol == sizeof p->owner)
         return -EINVAL;
     struct st_mpw w;
     st_mpw_init(&w);
-    st_mpw_map(&w, 5);
+    st_mpw_map(&w, 6);
     st_mpw_str(&w, "h");
     st_mpw_uint(&w, p->hwm);
     st_mpw_str(&w, "l");
@@ -433,6 +435,8 @@ int store_peer_put(struct store_txn *t, const uint8_t agent[16], const struct st
     st_mpw_uint(&w, p->batches);
     st_mpw_str(&w, "n");
     st_mpw_strn(&w, p->host, hl);
+    st_mpw_str(&w, "w");
+    st_mpw_strn(&w, p->owner, ol);
     rc = st_mpw_done(&w);
     if (rc == 0)
         rc = st_put(t, DB_PEERS, agent, 16, w.buf, w.len, 0);

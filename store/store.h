@@ -176,6 +176,12 @@ int store_params_foreach(struct store_txn *t, const uint8_t run[16],
                          int (*cb)(const char *key, const char *value, void *arg), void *arg);
 int store_tags_foreach(struct store_txn *t, const uint8_t run[16],
                        int (*cb)(const char *key, const char *value, void *arg), void *arg);
+/* One param or tag of a run (kv_get.c): 0 with *value pointing at its *len bytes (no NUL) in
+ * the transaction's memory, valid until the txn ends or its next write; -ENOENT when unset. */
+int store_param_get(struct store_txn *t, const uint8_t run[16], const char *key,
+                    const char **value, size_t *len);
+int store_tag_get(struct store_txn *t, const uint8_t run[16], const char *key,
+                  const char **value, size_t *len);
 
 /* ---- metrics ----------------------------------------------------------------------- */
 
@@ -334,6 +340,8 @@ struct store_peer {
     int64_t last_ms;     /* when it last applied a batch of this agent */
     uint64_t ops, batches;
     char host[256];
+    char owner[128];     /* who may speak for this agent: the identity its first HELLO came
+                          * with ("key:<z85>" over ZeroMQ, "token:<name>" over HTTPS) */
 };
 int store_peer_get(struct store_txn *t, const uint8_t agent[16], struct store_peer *out);
 int store_peer_put(struct store_txn *t, const uint8_t agent[16], const struct store_peer *p);
