@@ -543,6 +543,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* The headers are in: decide everything that does not need the body. */
         bool method_differs;
         const struct route *r = route_find(h, method, url, &method_differs);
+        if (!r && h->auth_everywhere) {
+            /* A protected server does not tell strangers which paths exist. */
+            struct request probe = {.h = h};
+            authenticate(&probe, c);
+            if (!probe.have_identity)
+                return answer_error(c, 401, "UNAUTHENTICATED",
+                                    "this server needs a token (Authorization: Bearer)",
+                                    "WWW-Authenticate: Bearer realm=\"sidetrack\"");
+        }
         if (!r) {
             char msg[600];
             snprintf(msg, sizeof msg, method_differs ? "%s is not allowed on %.500s"
