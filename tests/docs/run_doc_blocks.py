@@ -48,7 +48,7 @@ def run_file(src, build, md):
     scratch = tempfile.mkdtemp(prefix="st-doc-")
     env = dict(os.environ)
     env["PATH"] = ":".join(os.path.join(build, d) for d in
-                           ("agent", "client/cli", "examples", "bench")) + ":" + env["PATH"]
+                           ("agent", "server", "client/cli", "examples", "bench")) + ":" + env["PATH"]
     env["SIDETRACK_DATA"] = os.path.join(scratch, "data")
     env["SIDETRACK_RING_DIR"] = os.path.join(scratch, "ring")
     env["PYTHONPATH"] = os.path.join(build, "python") + (
