@@ -59,6 +59,9 @@ struct http_server {
     size_t ntokens;
     struct timespec tok_mtime;
     int64_t tok_checked_ms;
+    struct sockaddr_storage addr;
+    bool v6;
+    unsigned threads;
 };
 
 /* Per request. */
@@ -731,9 +734,21 @@ int http_start(struct http_server **out, const struct http_options *o)
     tokens_load(h);
     h->tok_checked_ms = mono_ms();
     pthread_mutex_unlock(&h->tok_mu);
+    h->threads = o->threads ? o->threads : 4;
+    h->addr = ss;
+    h->v6 = v6;
+    *out = h;
+    return 0;
+}
+
+int http_listen(struct http_server *h)
+{
+    if (h->d)
+        return -EALREADY;
+    bool v6 = h->v6;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0) | (h->cert ? MHD_USE_TLS : 0);
-    unsigned threads = o->threads ? o->threads : 4;
+    unsigned threads = h->threads;
     /* Request lines and headers of 16 KB and more: MLflow's clients send long query strings.
      * MHD keeps them in the connection's memory pool, so give each connection 256 KiB. */
     size_t conn_mem = 256u << 10;
@@ -744,7 +759,7 @@ int http_start(struct http_server **out, const struct http_options *o)
     };
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&h->addr,
                             MHD_OPTION_THREAD_POOL_SIZE, threads,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_mem,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
@@ -752,13 +767,10 @@ int http_start(struct http_server **out, const struct http_options *o)
                             MHD_OPTION_NOTIFY_CONNECTION, set_nodelay, NULL,
                             MHD_OPTION_ARRAY, tls,
                             MHD_OPTION_END);
-    if (!h->d) {
-        http_stop(h);
+    if (!h->d)
         return -EADDRNOTAVAIL;
-    }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di ? di->port : 0;
-    *out = h;
     return 0;
 }
 

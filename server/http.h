@@ -65,10 +65,15 @@ enum http_route_flags {
     HTTP_STREAM = 1u << 2,    /* the body goes to a spool file, whatever its size */
 };
 
+/* Makes the server (reads the certificate, key and tokens); nothing listens yet: add the
+ * routes, then http_listen(). */
 int http_start(struct http_server **h, const struct http_options *o);
+/* Starts accepting connections (-EADDRNOTAVAIL: the address is taken or not ours, or the
+ * certificate or key is not valid PEM). */
+int http_listen(struct http_server *h);
 /* Routes are matched in the order added; method NULL matches any method. The first route whose
  * method and path match handles the request; none matching: 404 (405 when only the method
- * differs) with an MLflow-style JSON error. Add routes before traffic arrives. */
+ * differs) with an MLflow-style JSON error. Add them all before http_listen(). */
 int http_route(struct http_server *h, const char *method, const char *pattern, unsigned flags,
                http_handler fn, void *arg);
 /* Makes every route need a token (the MLflow API "protected" by configuration). */

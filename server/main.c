@@ -9,6 +9,7 @@
 #include "ingest_http.h"
 #include "keys.h"
 #include "log.h"
+#include "mlflow_api.h"
 #include "protocol.h"
 #include "store.h"
 #include "zap.h"
@@ -163,7 +164,7 @@ int main(int argc, char **argv)
         {"http-threads", required_argument, NULL, 'N'}, {NULL, 0, NULL, 0},
     };
     const char *data = NULL, *endpoint = DEFAULT_ENDPOINT, *keyfile = NULL, *allow = NULL;
-    const char *http_listen = NULL, *tls_cert = NULL, *tls_key = NULL, *tokens = NULL;
+    const char *http_listen_addr = NULL, *tls_cert = NULL, *tls_key = NULL, *tokens = NULL;
     bool api_auth = false;
     unsigned http_threads = 4;
     int o;
@@ -176,7 +177,7 @@ int main(int argc, char **argv)
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("sidetrack-server 0.1.0\n"); return 0;
-        case 'H': http_listen = optarg; break;
+        case 'H': http_listen_addr = optarg; break;
         case 'C': tls_cert = optarg; break;
         case 'K': tls_key = optarg; break;
         case 'T': tokens = optarg; break;
@@ -214,12 +215,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "sidetrack-server: --tls-cert and --tls-key go together\n");
         return 2;
     }
-    if (tls_cert && !http_listen) {
+    if (tls_cert && !http_listen_addr) {
         fprintf(stderr, "sidetrack-server: --tls-cert needs --http ADDR:PORT\n");
         return 2;
     }
     bool zmq_on = strcmp(endpoint, "off") != 0;
-    if (!zmq_on && !http_listen) {
+    if (!zmq_on && !http_listen_addr) {
         fprintf(stderr, "sidetrack-server: with --zmq off, --http is needed (else nothing listens)\n");
         return 2;
     }
@@ -271,7 +272,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct http_server *http = NULL;
-    if (http_listen) {
+    if (http_listen_addr) {
         char tbuf[PATH_MAX], spool[PATH_MAX];
         if (!tokens) {
             snprintf(tbuf, sizeof tbuf, "%s/tokens.d", data);
@@ -286,25 +287,32 @@ int main(int argc, char **argv)
             return 1;
         }
         snprintf(spool, sizeof spool, "%.*s", (int)(strrchr(part, '/') - part), part);
-        struct http_options ho = {.listen = http_listen, .tls_cert = tls_cert,
+        struct http_options ho = {.listen = http_listen_addr, .tls_cert = tls_cert,
                                   .tls_key = tls_key, .tokens_dir = tokens,
                                   .spool_dir = spool, .threads = http_threads};
         if ((r = http_start(&http, &ho)) < 0) {
-            server_log("error", "cannot serve HTTP%s on %s: %s", tls_cert ? "S" : "", http_listen,
-                       r == -EINVAL          ? "give ADDRESS:PORT, e.g. 127.0.0.1:5000"
-                       : r == -EADDRNOTAVAIL ? "the address is in use or not this machine's, or "
-                                               "the certificate or key is not valid PEM"
-                                             : strerror(-r));
+            server_log("error", "cannot serve HTTP%s on %s: %s", tls_cert ? "S" : "",
+                       http_listen_addr,
+                       r == -EINVAL ? "give ADDRESS:PORT, e.g. 127.0.0.1:5000" : strerror(-r));
             return 1;
         }
         http_require_auth_everywhere(http, api_auth);
         /* HTTP routes */
-        if ((r = ingest_http_register(http, sv.ingest)) < 0) {
+        if ((r = ingest_http_register(http, sv.ingest)) < 0 ||
+            (r = mlflow_api_register(http, sv.store)) < 0) {
             server_log("error", "cannot set up the HTTP routes: %s", strerror(-r));
             return 1;
         }
+        if ((r = http_listen(http)) < 0) {
+            server_log("error", "cannot serve HTTP%s on %s: %s", tls_cert ? "S" : "",
+                       http_listen_addr,
+                       r == -EADDRNOTAVAIL ? "the address is in use or not this machine's, or "
+                                             "the certificate or key is not valid PEM"
+                                           : strerror(-r));
+            return 1;
+        }
         server_log("info", "serving HTTP%s on %s (port %u; MLflow API %s; tokens in %s)",
-                   tls_cert ? "S" : "", http_listen, http_port(http),
+                   tls_cert ? "S" : "", http_listen_addr, http_port(http),
                    api_auth ? "needs a token" : "open", tokens);
     }
 

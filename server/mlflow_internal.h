@@ -51,6 +51,8 @@ void mf_ok(struct mf *m, json_t *body); /* 200 and body (stolen; NULL: {}) */
  * every value as a string, so numbers and booleans are also read from strings. */
 bool mf_str(struct mf *m, const char *name, bool required, const char **out);
 bool mf_i64(struct mf *m, const char *name, bool required, int64_t *out);
+/* run_id, or the older run_uuid: required. */
+bool mf_run_field(struct mf *m, const char **hex);
 /* Numbers, or "NaN", "Infinity", "-Infinity" (protobuf's JSON for doubles). */
 bool mf_json_double(const json_t *v, double *out);
 /* A repeated field: always an array (a single GET value becomes a one-element array, a
@@ -66,10 +68,15 @@ bool mf_exp_id(struct mf *m, const char *text, uint64_t *id);
 bool mf_get_experiment(struct mf *m, struct store_txn *t, const char *text,
                        struct store_experiment *e);
 bool mf_begin_read(struct mf *m, struct store_txn **t);
-/* Runs fn in a write transaction (store_update); a store error fails the request. fn returns
- * 0, a negative errno, or MF_REFUSED after noting its reason in its arg (the caller answers). */
+/* Runs fn in a write transaction (store_update). fn returns 0, a negative errno, or a refusal
+ * (MF_REFUSED - k, k < 16) after noting its reason in its arg. A store error fails the
+ * request here, except -ENOENT, -EEXIST, -EINVAL, -ENAMETOOLONG and refusals: the caller
+ * answers those (in words about its resource), then calls mf_update_failed() for whatever it
+ * did not answer. */
 #define MF_REFUSED (-100000)
+#define MF_IS_REFUSAL(rc) ((rc) <= MF_REFUSED && (rc) > MF_REFUSED - 16)
 int mf_update(struct mf *m, int (*fn)(struct store_txn *t, void *arg), void *arg);
+void mf_update_failed(struct mf *m, int rc);
 int64_t mf_now_ms(void);
 
 /* Validation (mlflow_validate.c): MLflow's rules and messages. what: "metric", "parameter",
@@ -83,6 +90,7 @@ bool mf_check_artifact_path(struct mf *m, const char *path, bool empty_ok);
 /* JSON shapes (mlflow_json.c). Empty repeated fields are left out, as protobuf's JSON does;
  * int64 fields are numbers (MLflow's message_to_json); doubles NaN/Infinity as strings. */
 json_t *mf_double(double v);
+json_t *mf_jstr(const char *s); /* never NULL: bytes that are not UTF-8 become U+FFFD */
 json_t *mf_metric_json(const char *key, const struct store_point *p);
 json_t *mf_experiment_json(struct store_txn *t, const struct store_experiment *e);
 json_t *mf_run_info_json(const struct store_run *r);
@@ -109,6 +117,9 @@ void mf_get_history_bulk(struct mf *m);
 void mf_search_runs(struct mf *m);
 void mf_search_experiments(struct mf *m);
 void mf_list_artifacts(struct mf *m);
+/* A route whose handler is fn (with m->p read from the request unless mf_flags has MF_RAW). */
+int mf_route_add(struct http_server *h, const char *method, const char *path,
+                 unsigned http_flags, mf_fn fn, unsigned mf_flags, struct store *s);
 /* The artifacts proxy: registered by mlflow_artifacts.c itself. */
 int mf_artifacts_register(struct http_server *h, struct store *s);
 
