@@ -1,18 +1,20 @@
 /* replicate.c — the agent's side of replication (see replicate.h and sync/protocol.h).
  *
- * One thread, one DEALER socket. States: saying HELLO (retried with exponential backoff and
- * jitter until a WELCOME comes back), then streaming: up to `window` batches in flight, each
- * a run of consecutive journal ops; an ACK moves the acknowledged mark and trims the journal
- * below it; a gap ERROR rewinds to the server's mark; no answer for a while means the link or
- * the server went away, and the thread says HELLO again. ZeroMQ reconnects the socket by
- * itself and its heartbeats notice a dead peer; the batches are idempotent on the server, so
- * resending after any doubt is always safe.
+ * One thread, one transport (transport.h: ZeroMQ or HTTPS, by the server URL's scheme; this
+ * file is the protocol, the same for both). States: saying HELLO (retried with exponential
+ * backoff and jitter until a WELCOME comes back), then streaming: up to `window` batches in
+ * flight (one over HTTPS, where each request waits for its answer), each a run of consecutive
+ * journal ops; an ACK moves the acknowledged mark and trims the journal below it; a gap ERROR
+ * rewinds to the server's mark; a failed request or no answer for a while means the link or
+ * the server went away, and the thread says HELLO again. The batches are idempotent on the
+ * server, so resending after any doubt is always safe.
  */
 #include "replicate.h"
 
 #include "agent.h"
-#include "keys.h"
+#include "journal_batch.h"
 #include "protocol.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,12 +27,13 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #define ACK_TIMEOUT_MS 15000   /* no answer to a batch this long: the link is in doubt */
 #define HELLO_BACKOFF_MIN_MS 100
 #define HELLO_BACKOFF_MAX_MS 30000
-#define MAX_OPS_PER_BATCH 65536
+/* A refused token or key is retried this many backoff steps further on (seconds, not
+ * milliseconds): the fix is a person's, but it should take effect without a restart. */
+#define REFUSED_BACKOFF_STEPS 6
 
 struct inflight {
     uint64_t first, last;
@@ -42,10 +45,9 @@ struct replicator {
     struct store *store;
     struct replicate_options opt;
     char endpoint[1024];
-    char server_pub[SYNC_KEY_Z85 + 1], pub[SYNC_KEY_Z85 + 1], sec[SYNC_KEY_Z85 + 1];
     char host[256];
     uint8_t agent[16];
-    void *ctx, *sock;
+    struct transport *tp;
     pthread_t thread;
     bool started;
     _Atomic bool stop;
@@ -56,9 +58,11 @@ struct replicator {
     struct inflight *win;
     uint32_t nwin;
     uint64_t next_send;
+    bool draining;        /* the last round sent a batch: go on without waiting for a due */
+    unsigned busy_tries;  /* consecutive refusals for being busy (HTTP 503), for backoff */
     struct sync_buf buf;
-    struct store_point *pts;
-    size_t pts_cap;
+    bool link_failed;     /* the last send_frame failed in the transport */
+    struct journal_batch jb; /* the batch being built (its buffers reused) */
     uint64_t rate_t0_ms, rate_points0;
     uint64_t bytes_at_ms; /* when backlog_bytes was last worked out */
 };
@@ -174,11 +178,16 @@ static void update_backlog(struct replicator *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Hands the frame in r->buf to the transport. A failure of the link (not of the frame) is
+ * -errno with the transport's words in r->tp->error; link_failed tells the two apart. */
 static int send_frame(struct replicator *r)
 {
+    r->link_failed = false;
     if (r->buf.err)
         return r->buf.err;
-    return zmq_send(r->sock, r->buf.data, r->buf.len, ZMQ_DONTWAIT) < 0 ? -errno : 0;
+    int rc = r->tp->ops->send(r->tp, r->buf.data, r->buf.len);
+    r->link_failed = rc < 0;
+    return rc;
 }
 
 /* ---- artifact content ---- */
@@ -255,35 +264,6 @@ static int upload_blob(struct replicator *r, const uint8_t sha[32], uint64_t siz
 
 /* ---- building a batch from the journal ---- */
 
-struct collect {
-    struct replicator *r;
-    struct store_txn *t;
-    struct store_op *ops;
-    size_t n, cap;
-    size_t bytes;
-    uint64_t points;
-    int err;
-};
-
-static int collect_op(const struct store_op *op, void *arg)
-{
-    struct collect *c = arg;
-    if (c->n == c->cap) {
-        size_t ncap = c->cap ? c->cap * 2 : 256;
-        struct store_op *no = realloc(c->ops, ncap * sizeof *no);
-        if (!no)
-            return c->err = -ENOMEM;
-        c->ops = no;
-        c->cap = ncap;
-    }
-    c->ops[c->n++] = *op;
-    c->bytes += 64 + (op->key ? strlen(op->key) : 0) + (op->value ? strlen(op->value) : 0) +
-                op->count * 24;
-    c->points += op->type == STORE_OP_METRICS ? op->count : 0;
-    /* Stop at the size aimed for: the op that crossed it is in (a batch always moves on). */
-    return c->bytes >= c->r->opt.batch_bytes || c->n >= MAX_OPS_PER_BATCH ? 1 : 0;
-}
-
 static int build_and_send(struct replicator *r, bool *sent)
 {
     *sent = false;
@@ -291,67 +271,40 @@ static int build_and_send(struct replicator *r, bool *sent)
     int rc = store_begin(r->store, false, &t);
     if (rc < 0)
         return rc;
-    struct collect c = {.r = r, .t = t};
-    rc = store_journal_read(t, r->next_send, 0, collect_op, &c);
-    if (rc == 1)
-        rc = 0;
-    if (rc == 0 && c.err)
-        rc = c.err;
-    if (rc < 0 || c.n == 0)
+    struct journal_batch *b = &r->jb;
+    if ((rc = journal_batch_collect(b, t, r->next_send, r->opt.batch_bytes)) < 0 || b->n == 0)
         goto out;
     bool artifacts = false;
-    for (size_t i = 0; i < c.n; i++)
-        artifacts |= c.ops[i].type == STORE_OP_ARTIFACT;
+    for (size_t i = 0; i < b->n; i++)
+        artifacts |= b->ops[i].type == STORE_OP_ARTIFACT;
     if (artifacts) {
         /* Content first, with nothing in flight (the answers come one by one), so that the
          * server never holds a reference to content it cannot serve for long. */
         if (r->nwin)
             goto out;
-        for (size_t i = 0; i < c.n && rc == 0; i++)
-            if (c.ops[i].type == STORE_OP_ARTIFACT)
-                rc = upload_blob(r, c.ops[i].sha256, c.ops[i].size);
+        for (size_t i = 0; i < b->n && rc == 0; i++)
+            if (b->ops[i].type == STORE_OP_ARTIFACT)
+                rc = upload_blob(r, b->ops[i].sha256, b->ops[i].size);
         if (rc < 0)
             goto out;
     }
-    if (c.ops[0].seq != r->next_send) {
+    if (b->ops[0].seq != r->next_send) {
         /* Trimmed past what the server has: it acknowledged more than we sent, or the journal
          * was cut by hand. Nothing can be resent: say so loudly and go on from here. */
         set_error(r, "journal starts at op %llu, the server expects %llu: ops in between "
-                     "are gone", (unsigned long long)c.ops[0].seq,
+                     "are gone", (unsigned long long)b->ops[0].seq,
                   (unsigned long long)r->next_send);
     }
-    sync_buf_reset(&r->buf);
-    uint64_t first = c.ops[0].seq, last = c.ops[c.n - 1].seq;
-    sync_batch_begin(&r->buf, r->agent, first, last, (uint32_t)c.n);
-    for (size_t i = 0; i < c.n && !r->buf.err; i++) {
-        const struct store_op *op = &c.ops[i];
-        const struct store_point *pts = NULL;
-        if (op->type == STORE_OP_METRICS && op->count) {
-            if (op->count > r->pts_cap) {
-                struct store_point *np = realloc(r->pts, op->count * sizeof *np);
-                if (!np) {
-                    rc = -ENOMEM;
-                    goto out;
-                }
-                r->pts = np;
-                r->pts_cap = op->count;
-            }
-            if ((rc = store_metric_range(t, op->run, op->key, op->first_index, op->count,
-                                         r->pts)) < 0)
-                goto out;
-            pts = r->pts;
-        }
-        sync_batch_op(&r->buf, op, pts);
-    }
-    sync_batch_finish(&r->buf);
+    uint64_t first = b->ops[0].seq, last = b->ops[b->n - 1].seq;
+    if ((rc = journal_batch_encode(b, t, r->agent, &r->buf)) < 0)
+        goto out;
     if ((rc = send_frame(r)) < 0)
         goto out;
-    r->win[r->nwin++] = (struct inflight){first, last, c.points, mono_ms()};
+    r->win[r->nwin++] = (struct inflight){first, last, b->points, mono_ms()};
     r->next_send = last + 1;
     *sent = true;
 out:
     store_abort(t);
-    free(c.ops);
     return rc;
 }
 
@@ -406,18 +359,12 @@ static void on_ack(struct replicator *r, uint64_t hwm)
 /* Waits for one reply up to timeout_ms. 1 handled, 0 none, <0 error. */
 static int recv_reply(struct replicator *r, int timeout_ms, struct sync_msg *m)
 {
-    zmq_pollitem_t it = {.socket = r->sock, .events = ZMQ_POLLIN};
-    int n = zmq_poll(&it, 1, timeout_ms);
+    const uint8_t *frame;
+    size_t len;
+    int n = r->tp->ops->recv(r->tp, timeout_ms, &frame, &len);
     if (n <= 0)
-        return n < 0 && errno != EINTR ? -errno : 0;
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    if (zmq_msg_recv(&msg, r->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&msg);
-        return 0;
-    }
-    int rc = sync_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), m);
-    zmq_msg_close(&msg);
+        return n == -EINTR ? 0 : n;
+    int rc = sync_decode(frame, len, m);
     if (rc < 0) {
         set_error(r, "a malformed reply from the server (%s)", strerror(-rc));
         return 0;
@@ -436,6 +383,27 @@ static uint64_t backoff_ms(unsigned attempt)
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
         rnd = (uint32_t)mono_ms() * 2654435761u;
     return d / 2 + rnd % (d / 2 + 1); /* "full jitter" on the upper half */
+}
+
+/* How long to wait after the transport failed with rc: what the server asked for (HTTP
+ * Retry-After, with some jitter so that agents do not come back together), far longer when
+ * it refused our credentials, else the usual backoff. */
+static uint64_t retry_delay(struct replicator *r, int rc, unsigned attempt)
+{
+    if (r->tp->retry_after_ms)
+        return r->tp->retry_after_ms + backoff_ms(0);
+    if (rc == -EACCES)
+        return backoff_ms(attempt + REFUSED_BACKOFF_STEPS);
+    return backoff_ms(attempt);
+}
+
+/* Says what the transport reported, in a sentence about the server. */
+static void set_link_error(struct replicator *r, int rc)
+{
+    if (rc == -EACCES) /* the transport's words say which credentials and why */
+        set_error(r, "%s; retrying slowly", r->tp->error);
+    else
+        set_error(r, "cannot reach %s (%s); retrying", r->endpoint, r->tp->error);
 }
 
 static bool sleep_or_stop(struct replicator *r, uint64_t ms)
@@ -482,8 +450,11 @@ static uint64_t say_hello(struct replicator *r)
             set_error(r, "no answer from %s (server down, unreachable, or this agent's key "
                          "not in its allow-list); retrying", r->endpoint);
         } else {
-            set_error(r, "cannot reach %s (%s); retrying", r->endpoint, zmq_strerror(-rc));
-            if (sleep_or_stop(r, backoff_ms(attempt)))
+            if (r->link_failed)
+                set_link_error(r, rc);
+            else
+                set_error(r, "cannot say HELLO: %s", strerror(-rc));
+            if (sleep_or_stop(r, retry_delay(r, rc, attempt)))
                 return 0;
         }
     }
@@ -500,6 +471,7 @@ static void *replicate_main(void *arg)
             break;
         r->nwin = 0;
         r->next_send = hwm;
+        r->busy_tries = 0;
         set_connected(r, true);
         pthread_mutex_lock(&r->mu);
         if (hwm > r->st.acked)
@@ -518,25 +490,36 @@ static void *replicate_main(void *arg)
                                    ? r->st.journal_next - r->next_send
                                    : 0;
             pthread_mutex_unlock(&r->mu);
+            if (!backlog)
+                r->draining = false;
             bool due = atomic_exchange(&r->kick, false) ||
                        mono_ms() - last_round >= r->opt.interval_ms ||
-                       backlog >= r->opt.backlog_threshold || r->nwin > 0;
+                       backlog >= r->opt.backlog_threshold || r->nwin > 0 || r->draining;
             /* Fill the window while there is something to send. */
             while (due && backlog && r->nwin < r->opt.window && !atomic_load(&r->stop)) {
                 bool sent;
                 int rc = build_and_send(r, &sent);
                 if (rc < 0) {
-                    set_error(r, "cannot send a batch: %s", strerror(-rc));
-                    /* A refusal or no answer (a restarted server that never heard our
-                     * HELLO, say): say HELLO again, after a backoff. */
-                    if (rc != -ENOMEM && rc != -EAGAIN) {
+                    if (r->link_failed)
+                        set_link_error(r, rc);
+                    else
+                        set_error(r, "cannot send a batch: %s", strerror(-rc));
+                    if (rc == -EAGAIN && r->link_failed) {
+                        /* Busy (HTTP 503, a full ZeroMQ queue): nothing was taken; the
+                         * same batch goes again after the wait the server asked for. */
+                        sleep_or_stop(r, retry_delay(r, rc, r->busy_tries++));
+                    } else if (rc != -ENOMEM && rc != -EAGAIN) {
+                        /* A refusal or no answer (a restarted server that never heard our
+                         * HELLO, say): say HELLO again, after a backoff. */
                         lost = true;
-                        sleep_or_stop(r, backoff_ms(2));
+                        sleep_or_stop(r, retry_delay(r, rc, 2));
                     }
                     break;
                 }
                 if (!sent)
                     break;
+                r->draining = true;
+                r->busy_tries = 0;
                 last_round = mono_ms();
             }
             if (due && !backlog)
@@ -573,6 +556,28 @@ static void *replicate_main(void *arg)
     return NULL;
 }
 
+/* The transport the URL's scheme names. */
+static int open_transport(struct replicator *r, const struct replicate_options *o, char *err,
+                          size_t errlen)
+{
+    struct transport_config c = {
+        .url = o->endpoint,
+        .server_key = o->server_key,
+        .key = o->key,
+        .token_file = o->token_file,
+        .ca_file = o->ca_file,
+        .insecure_http = o->insecure_http,
+        .timeout_ms = ACK_TIMEOUT_MS,
+    };
+    if (!strncmp(o->endpoint, "tcp://", 6))
+        return transport_zmq_open(&r->tp, &c, err, errlen);
+    if (!strncmp(o->endpoint, "https://", 8) || !strncmp(o->endpoint, "http://", 7))
+        return transport_http_open(&r->tp, &c, err, errlen);
+    snprintf(err, errlen, "server address %s: use tcp://HOST:PORT (ZeroMQ) or "
+                          "https://HOST:PORT", o->endpoint);
+    return -EINVAL;
+}
+
 int replicate_start(struct replicator **out, struct store *s, const struct replicate_options *o,
                     char *err, size_t errlen)
 {
@@ -592,48 +597,23 @@ int replicate_start(struct replicator **out, struct store *s, const struct repli
     if (!r->opt.window)
         r->opt.window = 8;
     snprintf(r->endpoint, sizeof r->endpoint, "%s", o->endpoint);
-    int rc;
-    if ((rc = sync_keys_read_public(o->server_key, r->server_pub)) < 0) {
-        snprintf(err, errlen, "server key %s: %s", o->server_key,
-                 rc == -EBADMSG ? "not a public key (give the server's server.pub)"
-                                : strerror(-rc));
-        free(r);
+    pthread_mutex_init(&r->mu, NULL);
+    sync_buf_init(&r->buf);
+    int rc = open_transport(r, o, err, errlen);
+    if (rc < 0) {
+        replicate_stop(r);
         return rc;
     }
-    if ((rc = sync_keys_read_pair(o->key, r->pub, r->sec)) < 0) {
-        snprintf(err, errlen, "agent key %s: %s", o->key,
-                 rc == -EPERM     ? "others may read it: chmod 600 it"
-                 : rc == -EBADMSG ? "not a key pair made by 'sidetrack keys gen'"
-                                  : strerror(-rc));
-        free(r);
-        return rc;
-    }
+    if (r->opt.window > r->tp->max_window)
+        r->opt.window = r->tp->max_window;
+    snprintf(r->st.transport, sizeof r->st.transport, "%s", r->tp->kind);
     store_id(s, r->agent);
     gethostname(r->host, sizeof r->host - 1);
-    sync_buf_init(&r->buf);
     r->win = calloc(r->opt.window, sizeof *r->win);
-    pthread_mutex_init(&r->mu, NULL);
-    r->ctx = zmq_ctx_new();
-    r->sock = r->ctx ? zmq_socket(r->ctx, ZMQ_DEALER) : NULL;
-    if (!r->win || !r->sock) {
-        snprintf(err, errlen, "cannot make the sync socket: %s", zmq_strerror(errno));
+    if (!r->win) {
+        snprintf(err, errlen, "out of memory");
         replicate_stop(r);
         return -ENOMEM;
-    }
-    int zero = 0, one = 1, ivl = 100, ivl_max = 10000, hb_ivl = 2000, hb_timeout = 10000;
-    zmq_setsockopt(r->sock, ZMQ_CURVE_SERVERKEY, r->server_pub, SYNC_KEY_Z85);
-    zmq_setsockopt(r->sock, ZMQ_CURVE_PUBLICKEY, r->pub, SYNC_KEY_Z85);
-    zmq_setsockopt(r->sock, ZMQ_CURVE_SECRETKEY, r->sec, SYNC_KEY_Z85);
-    zmq_setsockopt(r->sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(r->sock, ZMQ_IMMEDIATE, &one, sizeof one);
-    zmq_setsockopt(r->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-    zmq_setsockopt(r->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-    zmq_setsockopt(r->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
-    zmq_setsockopt(r->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
-    if (zmq_connect(r->sock, r->endpoint) != 0) {
-        snprintf(err, errlen, "server address %s: %s", r->endpoint, zmq_strerror(errno));
-        replicate_stop(r);
-        return -EINVAL;
     }
     if ((rc = pthread_create(&r->thread, NULL, replicate_main, r)) != 0) {
         snprintf(err, errlen, "cannot start the sync thread: %s", strerror(rc));
@@ -652,14 +632,10 @@ void replicate_stop(struct replicator *r)
     atomic_store(&r->stop, true);
     if (r->started)
         pthread_join(r->thread, NULL);
-    if (r->sock)
-        zmq_close(r->sock);
-    if (r->ctx)
-        zmq_ctx_term(r->ctx);
+    transport_close(r->tp);
     sync_buf_free(&r->buf);
     free(r->win);
-    free(r->pts);
-    memset(r->sec, 0, sizeof r->sec);
+    journal_batch_free(&r->jb);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }

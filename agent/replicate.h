@@ -1,4 +1,4 @@
-/* replicate.h — the agent's replication to sidetrack-server over ZeroMQ (issue 5).
+/* replicate.h — the agent's replication to sidetrack-server over ZeroMQ or HTTPS (issue 5).
  *
  * A thread of its own sends the store's journal (store.h) from the server's high-water mark
  * on, in batches, several in flight, and trims the journal below each acknowledgement. After
@@ -14,16 +14,21 @@
 #include <stdint.h>
 
 struct replicate_options {
-    const char *endpoint;        /* tcp://HOST:PORT of the server */
-    const char *server_key;      /* the server's public key file (server.pub) */
-    const char *key;             /* this agent's key pair file (NAME.key) */
+    const char *endpoint;        /* tcp://HOST:PORT (ZeroMQ) or https://HOST:PORT */
+    const char *server_key;      /* ZeroMQ: the server's public key file (server.pub) */
+    const char *key;             /* ZeroMQ: this agent's key pair file (NAME.key) */
+    const char *token_file;      /* HTTPS: this agent's bearer token (NAME.token, mode 0600) */
+    const char *ca_file;         /* HTTPS: the CA that signed the server's certificate (PEM);
+                                  * NULL: the system's trusted CAs */
+    bool insecure_http;          /* allow http:// to a host that is not loopback */
     uint32_t interval_ms;        /* sync this often when connected (default 1000) */
     uint64_t backlog_threshold;  /* ... and at once when this many ops wait (default 10000) */
     size_t batch_bytes;          /* aim for batches of about this size (default 256 KiB) */
-    uint32_t window;             /* batches in flight (default 8) */
+    uint32_t window;             /* batches in flight (default 8; 1 over HTTPS) */
 };
 
 struct replicate_status {
+    char transport[8];           /* "zmq", "https" or "http" */
     bool connected;              /* WELCOME received on the current connection */
     uint64_t acked;              /* the server's high-water mark, as last acknowledged */
     uint64_t journal_next;       /* the next op the journal will get */

@@ -177,7 +177,8 @@ static int producer_main(const char *ring_dir, const struct shmlog_arena *arena,
 
 /* ---- the parent -------------------------------------------------------------------------- */
 
-enum { SYNC_NONE, SYNC_LIVE, SYNC_CATCHUP };
+/* SYNC_HTTPS: as SYNC_LIVE, over HTTPS (a bearer token, a scratch CA and certificate). */
+enum { SYNC_NONE, SYNC_LIVE, SYNC_CATCHUP, SYNC_HTTPS };
 
 struct e2e {
     const char *name;
@@ -187,6 +188,7 @@ struct e2e {
     char srv_store[512]; /* its store: $TMPDIR/sidetrack-bench-<name>-srv-XXXXXX */
     char srv_log[600];
     char endpoint[64];
+    char http_listen[64]; /* SYNC_HTTPS: 127.0.0.1:PORT */
     pid_t server_pid;
     uint64_t n;
     char agent[4096];
@@ -225,7 +227,14 @@ static pid_t start_agent(struct e2e *e)
         dup2(fd, 2);
         dup2(fd, 1);
     }
-    if (e->sync_mode) {
+    if (e->sync_mode == SYNC_HTTPS) {
+        char token[700], ca[700];
+        snprintf(token, sizeof token, "%s/agent.token", e->root);
+        snprintf(ca, sizeof ca, "%s/ca.pem", e->srv_store);
+        execl(e->agent, e->agent, "--data", e->store, "--ring-dir", e->root, "--fsync-interval",
+              fsync, "--server", e->endpoint, "--server-token", token, "--ca", ca,
+              "--sync-interval", "50", (char *)NULL);
+    } else if (e->sync_mode) {
         char skey[700], akey[700];
         snprintf(skey, sizeof skey, "%s/server.pub", e->srv_store);
         snprintf(akey, sizeof akey, "%s/agent.key", e->root);
@@ -334,6 +343,59 @@ static int free_port(void)
     return port;
 }
 
+/* A scratch CA and a certificate for 127.0.0.1 signed by it, made with the openssl program:
+ * DIR/ca.pem, DIR/server.pem, DIR/server.key. */
+static int make_certs(const struct e2e *e, const char *dir)
+{
+    char ext[700], cmd[4096];
+    snprintf(ext, sizeof ext, "%s/server.ext", dir);
+    FILE *f = fopen(ext, "we");
+    if (!f || fputs("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n", f) < 0 || fclose(f) != 0) {
+        warnx_("%s: cannot write %s", e->name, ext);
+        return -1;
+    }
+    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && (openssl req -x509 %s -days 2 -subj /CN=sidetrack-bench-ca "
+             "-keyout ca.key -out ca.pem && openssl req %s -subj /CN=127.0.0.1 "
+             "-keyout server.key -out server.csr && openssl x509 -req -in server.csr -CA ca.pem "
+             "-CAkey ca.key -set_serial 1 -days 2 -extfile server.ext -out server.pem) "
+             ">openssl.log 2>&1",
+             dir, ec, ec);
+    int st = system(cmd);
+    if (st != 0) {
+        warnx_("%s: cannot make a scratch CA and certificate with openssl (status %d; see "
+               "%s/openssl.log)", e->name, st, dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* HTTPS: a token for the agent (also in the server's tokens.d), a CA and a certificate. */
+static int https_setup(struct e2e *e, int port)
+{
+    char tok[SYNC_TOKEN_LEN + 1], dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/tokens.d", e->srv_store);
+    int r;
+    if (mkdir(dir, 0700) < 0 || (r = sync_token_gen(e->root, "agent", tok)) < 0) {
+        warnx_("%s: cannot make the agent's token", e->name);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/agent.token", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f || fprintf(f, "%s\n", tok) < 0 || fclose(f) != 0) {
+        warnx_("%s: cannot write %s", e->name, path);
+        return -1;
+    }
+    if (make_certs(e, e->srv_store) < 0)
+        return -1;
+    snprintf(e->http_listen, sizeof e->http_listen, "127.0.0.1:%d", port);
+    snprintf(e->endpoint, sizeof e->endpoint, "https://127.0.0.1:%d", port);
+    return 0;
+}
+
 /* Keys for both sides, the agent's public key in the server's allow-list. */
 static int sync_setup(struct e2e *e)
 {
@@ -365,7 +427,7 @@ static int sync_setup(struct e2e *e)
     }
     snprintf(e->endpoint, sizeof e->endpoint, "tcp://127.0.0.1:%d", port);
     snprintf(e->srv_log, sizeof e->srv_log, "%s/server.log", e->root);
-    return 0;
+    return e->sync_mode == SYNC_HTTPS ? https_setup(e, port) : 0;
 }
 
 static int start_server(struct e2e *e)
@@ -383,7 +445,16 @@ static int start_server(struct e2e *e)
         dup2(fd, 2);
         dup2(fd, 1);
     }
-    execl(e->server, e->server, "--data", e->srv_store, "--zmq", e->endpoint, (char *)NULL);
+    if (e->sync_mode == SYNC_HTTPS) {
+        char cert[700], key[700];
+        snprintf(cert, sizeof cert, "%s/server.pem", e->srv_store);
+        snprintf(key, sizeof key, "%s/server.key", e->srv_store);
+        execl(e->server, e->server, "--data", e->srv_store, "--zmq", "off", "--http",
+              e->http_listen, "--tls-cert", cert, "--tls-key", key, (char *)NULL);
+    } else {
+        execl(e->server, e->server, "--data", e->srv_store, "--zmq", e->endpoint,
+              (char *)NULL);
+    }
     fprintf(stderr, "sidetrack-bench: cannot run %s: %s\n", e->server, strerror(errno));
     _exit(127);
 }
@@ -537,7 +608,7 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
     fflush(stderr);
     if (sync_mode && sync_setup(&e) < 0)
         goto out;
-    if (sync_mode == SYNC_LIVE && start_server(&e) < 0)
+    if ((sync_mode == SYNC_LIVE || sync_mode == SYNC_HTTPS) && start_server(&e) < 0)
         goto out;
     if ((e.agent_pid = start_agent(&e)) < 0 || wait_agent_ready(&e) < 0)
         goto out;
@@ -572,7 +643,7 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
         uint64_t t1 = now_ns();
         jl_begin(name);
         jl_u64("ops", e.n);
-        if (sync_mode == SYNC_LIVE) {
+        if (sync_mode != SYNC_CATCHUP) {
             double secs = (double)(t1 - e.sh->t_first) / 1e9;
             jl_f("seconds", secs, 4);
             jl_f("ops_per_sec", (double)e.n / secs, 0);
@@ -584,7 +655,8 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
             jl_f("ops_per_sec", (double)e.n / secs, 0);
             jl_f("backlog_build_seconds", (double)(t_done - e.sh->t_first) / 1e9, 4);
         }
-        jl_b("curve", true);
+        jl_s("transport", sync_mode == SYNC_HTTPS ? "https" : "zmq");
+        jl_b("curve", sync_mode != SYNC_HTTPS);
         jl_u64("dropped", e.sh->dropped);
         jl_b("verified", server_points(&e) == e.n - e.sh->dropped && e.sh->dropped == 0);
         load_report(&load);
@@ -678,6 +750,11 @@ int bench_sync(const struct bench_opts *o)
 {
     int r = e2e_variant(o, "sync", 100, SYNC_LIVE);
     return e2e_variant(o, "sync-catchup", 100, SYNC_CATCHUP) | r;
+}
+
+int bench_https(const struct bench_opts *o)
+{
+    return e2e_variant(o, "https", 100, SYNC_HTTPS);
 }
 
 int bench_sync_catchup(const struct bench_opts *o)

@@ -30,6 +30,7 @@
 #define MAX_ROUTES 256
 #define MAX_TOKENS 1024
 #define TOKEN_RELOAD_MS 1000
+#define TOKEN_MISS_RELOAD_MS 100
 
 struct route {
     char method[8]; /* "" for any */
@@ -57,7 +58,6 @@ struct http_server {
     pthread_mutex_t tok_mu;
     struct token *tokens;
     size_t ntokens;
-    struct timespec tok_mtime;
     int64_t tok_checked_ms;
     struct sockaddr_storage addr;
     bool v6;
@@ -97,19 +97,16 @@ static bool secret_eq(const char *a, const char *b)
     return d == 0 && la > 0;
 }
 
+/* Reads the folder again (at most once a second, from token_check). Every time, not only when
+ * the folder's mtime moved: a token file written in place after it was created changes the
+ * file, not the folder. A few small files a second cost nothing. */
 static void tokens_load(struct http_server *h)
 {
-    struct stat st;
-    if (!h->tokens_dir || stat(h->tokens_dir, &st) != 0) {
+    DIR *dir = h->tokens_dir ? opendir(h->tokens_dir) : NULL;
+    if (!dir) {
         h->ntokens = 0;
         return;
     }
-    if (st.st_mtim.tv_sec == h->tok_mtime.tv_sec && st.st_mtim.tv_nsec == h->tok_mtime.tv_nsec &&
-        h->tokens)
-        return;
-    DIR *dir = opendir(h->tokens_dir);
-    if (!dir)
-        return;
     struct token *nt = calloc(MAX_TOKENS, sizeof *nt);
     size_t n = 0;
     struct dirent *e;
@@ -129,9 +126,6 @@ static void tokens_load(struct http_server *h)
                 memcpy(nt[n].name, e->d_name, l - 6);
                 snprintf(nt[n].secret, sizeof nt[n].secret, "%s", line);
                 n++;
-            } else {
-                server_log("warning", "%s: not a token (16 to 127 characters on one line): ignored",
-                           path);
             }
         }
         fclose(f);
@@ -139,32 +133,48 @@ static void tokens_load(struct http_server *h)
     closedir(dir);
     if (!nt)
         return;
+    bool changed = n != h->ntokens || !h->tokens ||
+                   memcmp(nt, h->tokens, n * sizeof *nt) != 0;
     if (h->tokens)
         explicit_bzero(h->tokens, MAX_TOKENS * sizeof *h->tokens);
     free(h->tokens);
     h->tokens = nt;
     h->ntokens = n;
-    h->tok_mtime = st.st_mtim;
-    server_log("info", "%zu token%s in %s", n, n == 1 ? "" : "s", h->tokens_dir);
+    if (changed)
+        server_log("info", "%zu token%s in %s", n, n == 1 ? "" : "s", h->tokens_dir);
 }
 
 /* The name of the token, when secret is one of them. */
-static bool token_check(struct http_server *h, const char *secret, const char *want_name,
-                        char *name, size_t cap)
+static bool token_find(struct http_server *h, const char *secret, const char *want_name,
+                       char *name, size_t cap)
 {
     bool ok = false;
-    pthread_mutex_lock(&h->tok_mu);
-    int64_t now = mono_ms();
-    if (now - h->tok_checked_ms >= TOKEN_RELOAD_MS) {
-        h->tok_checked_ms = now;
-        tokens_load(h);
-    }
     for (size_t i = 0; i < h->ntokens; i++) {
         bool match = secret_eq(secret, h->tokens[i].secret);
         if (match && (!want_name || !strcmp(want_name, h->tokens[i].name))) {
             snprintf(name, cap, "%s", h->tokens[i].name);
             ok = true;
         }
+    }
+    return ok;
+}
+
+static bool token_check(struct http_server *h, const char *secret, const char *want_name,
+                        char *name, size_t cap)
+{
+    pthread_mutex_lock(&h->tok_mu);
+    int64_t now = mono_ms();
+    if (now - h->tok_checked_ms >= TOKEN_RELOAD_MS) {
+        h->tok_checked_ms = now;
+        tokens_load(h);
+    }
+    bool ok = token_find(h, secret, want_name, name, cap);
+    if (!ok && now - h->tok_checked_ms >= TOKEN_MISS_RELOAD_MS) {
+        /* A token made a moment ago (an agent started right after its token) should not wait
+         * for the next reload; misses reload at most ten times a second. */
+        h->tok_checked_ms = now;
+        tokens_load(h);
+        ok = token_find(h, secret, want_name, name, cap);
     }
     pthread_mutex_unlock(&h->tok_mu);
     return ok;

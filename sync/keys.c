@@ -1,10 +1,12 @@
-/* keys.c — CURVE key files (see keys.h). */
+/* keys.c — CURVE key files and bearer token files (see keys.h). */
 #include "keys.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -129,4 +131,78 @@ int sync_keys_read_public(const char *path, char pub[SYNC_KEY_Z85 + 1])
 {
     int r = read_field(path, "public", pub, NULL);
     return r == -EBADMSG ? read_field(path, NULL, pub, NULL) : r;
+}
+
+/* ---- bearer tokens ---- */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int sync_token_valid(const char *token)
+{
+    if (!token || strlen(token) != SYNC_TOKEN_LEN)
+        return 0;
+    for (const char *p = token; *p; p++)
+        if (!strchr(b64url, *p))
+            return 0;
+    return 1;
+}
+
+int sync_token_gen(const char *dir, const char *name, char out[SYNC_TOKEN_LEN + 1])
+{
+    uint8_t raw[33] = {0}; /* 32 random bytes; the 33rd (zero) rounds the groups of 3 */
+    if (getrandom(raw, 32, 0) != 32)
+        return -errno ? -errno : -EIO;
+    size_t o = 0;
+    for (size_t i = 0; i < 33; i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+        for (int k = 3; k >= 0 && o < SYNC_TOKEN_LEN; k--)
+            out[o++] = b64url[(v >> (6 * k)) & 63];
+    }
+    out[SYNC_TOKEN_LEN] = 0;
+    memset(raw, 0, sizeof raw);
+    char path[4096], text[128];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s.token", dir, name) >= sizeof path)
+        return -ENAMETOOLONG;
+    snprintf(text, sizeof text, "%s\n", out);
+    int r = write_file(path, 0600, text);
+    memset(text, 0, sizeof text);
+    return r;
+}
+
+int sync_token_read(const char *path, char out[SYNC_TOKEN_LEN + 1])
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0) {
+        int e = -errno;
+        fclose(f);
+        return e;
+    }
+    if (st.st_mode & 077) {
+        fclose(f);
+        return -EPERM;
+    }
+    char line[512];
+    int r = -EBADMSG;
+    while (fgets(line, sizeof line, f)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
+            continue;
+        size_t len = strcspn(p, " \t\r\n");
+        if (len == SYNC_TOKEN_LEN) {
+            memcpy(out, p, len);
+            out[len] = 0;
+            r = sync_token_valid(out) ? 0 : -EBADMSG;
+        }
+        break;
+    }
+    memset(line, 0, sizeof line);
+    fclose(f);
+    if (r < 0)
+        memset(out, 0, SYNC_TOKEN_LEN + 1);
+    return r;
 }

@@ -23,4 +23,20 @@ int sync_keys_read_public(const char *path, char pub[SYNC_KEY_Z85 + 1]);
 /* True for 40 characters of ZeroMQ's Z85 alphabet that decode to 32 bytes. */
 int sync_key_valid(const char *z85);
 
+/* Bearer tokens for the HTTPS transport and the REST API: a token is 32 random bytes in
+ * base64url without padding (43 characters), in a file NAME.token (mode 0600, one line). The
+ * server keeps its tokens in a directory (default DATA/tokens.d) and knows a client by NAME;
+ * an agent reads its own token file (sidetrackd --server-token FILE). */
+#define SYNC_TOKEN_LEN 43
+
+/* Makes a new token and writes DIR/NAME.token, mode 0600 (refusing to overwrite it:
+ * -EEXIST). out gets the token. 0 or -errno. */
+int sync_token_gen(const char *dir, const char *name, char out[SYNC_TOKEN_LEN + 1]);
+/* Reads a token file: its first line that is not empty or a comment. -EBADMSG when that is
+ * not a token, -EPERM when others can read the file (a token readable by others is not
+ * secret). */
+int sync_token_read(const char *path, char out[SYNC_TOKEN_LEN + 1]);
+/* True for SYNC_TOKEN_LEN characters of the base64url alphabet. */
+int sync_token_valid(const char *token);
+
 #endif

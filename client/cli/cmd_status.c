@@ -38,8 +38,9 @@ struct agent_file {
     bool present, running, stopped;
     uint64_t pid, started_ms, updated_ms, fsync_interval_ms, batch_records, records_since_start,
         commits, last_commit_ms, last_sync_ms, unsynced, backlog, last_error_ms, rings,
-        lanes_draining;
+        lanes_draining, sync_connected;
     char version[64], ring_dir[4096], last_error[512];
+    char sync_server[1024], sync_transport[16]; /* empty: the agent does not replicate */
 };
 
 static void agent_file_read(const char *data_dir, struct agent_file *af)
@@ -69,6 +70,9 @@ static void agent_file_read(const char *data_dir, struct agent_file *af)
     cli_af_str(doc, "version", af->version, sizeof af->version);
     cli_af_str(doc, "ring_dir", af->ring_dir, sizeof af->ring_dir);
     cli_af_str(doc, "last_error", af->last_error, sizeof af->last_error);
+    cli_af_str(doc, "sync_server", af->sync_server, sizeof af->sync_server);
+    cli_af_str(doc, "sync_transport", af->sync_transport, sizeof af->sync_transport);
+    af->sync_connected = cli_af_u64(doc, "sync_connected");
     free(doc);
     af->running = af->present && !af->stopped && cli_agent_alive(af->pid, af->updated_ms);
 }
@@ -380,6 +384,10 @@ static void print_agent(const struct status *s)
         } else {
             printf("durability:  every commit is fsynced (durability window 0 ms)\n");
         }
+        if (af->sync_server[0])
+            printf("sync:        %s (%s%s%s; sidetrack sync status for more)\n",
+                   af->sync_server, af->sync_transport, af->sync_transport[0] ? ", " : "",
+                   af->running && af->sync_connected ? "connected" : "not connected");
     }
     if (af->last_error_ms) {
         format_time_ms(t1, sizeof t1, (int64_t)af->last_error_ms, false);
@@ -469,6 +477,16 @@ static void print_json(const struct status *s)
     json_kv_uint(&j, "commits", af->commits);
     json_kv_uint(&j, "last_commit_ms", af->last_commit_ms);
     json_kv_uint(&j, "last_sync_ms", af->last_sync_ms);
+    json_key(&j, "sync_server");
+    if (af->sync_server[0])
+        json_string(&j, af->sync_server);
+    else
+        json_null(&j);
+    json_key(&j, "sync_transport");
+    if (af->sync_transport[0])
+        json_string(&j, af->sync_transport);
+    else
+        json_null(&j);
     json_key(&j, "backlog");
     json_bool(&j, af->backlog != 0);
     json_key(&j, "last_error");

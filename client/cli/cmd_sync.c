@@ -32,7 +32,7 @@ struct sync_state {
     uint64_t pid, acked, journal_next, backlog_ops, backlog_bytes, backlog_since_ms, last_ack_ms,
         batches,
         ops, points, points_per_sec, last_error_ms;
-    char server[1024], last_error[512];
+    char server[1024], transport[16], last_error[512];
 };
 
 static int read_state(struct cli *c, struct sync_state *s)
@@ -50,6 +50,7 @@ static int read_state(struct cli *c, struct sync_state *s)
                  cli_agent_alive(s->pid, cli_af_u64(doc, "updated_ms"));
     s->configured = cli_af_find(doc, "sync_server") != NULL;
     cli_af_str(doc, "sync_server", s->server, sizeof s->server);
+    cli_af_str(doc, "sync_transport", s->transport, sizeof s->transport);
     s->connected = s->running && cli_af_u64(doc, "sync_connected");
     s->acked = cli_af_u64(doc, "sync_acked");
     s->journal_next = cli_af_u64(doc, "sync_journal_next");
@@ -107,6 +108,11 @@ static int sync_status(struct cli *c, int argc, char **argv)
             json_string(&j, s.server);
         else
             json_null(&j);
+        json_key(&j, "transport");
+        if (s.configured && s.transport[0])
+            json_string(&j, s.transport);
+        else
+            json_null(&j);
         json_key(&j, "connected");
         json_bool(&j, s.connected);
         json_kv_uint(&j, "backlog_ops", s.backlog_ops);
@@ -133,7 +139,8 @@ static int sync_status(struct cli *c, int argc, char **argv)
         ago(now, s.last_ack_ms, a1, sizeof a1);
         ago(now, s.backlog_since_ms, a2, sizeof a2);
         ago(now, s.last_error_ms, a3, sizeof a3);
-        printf("server      %s (%s)\n", s.server, s.connected ? "connected" : "NOT connected");
+        printf("server      %s (%s%s%s)\n", s.server, s.transport,
+               s.transport[0] ? ", " : "", s.connected ? "connected" : "NOT connected");
         printf("backlog     %llu change(s), about %.1f MiB, not acknowledged%s%s\n",
                (unsigned long long)s.backlog_ops, (double)s.backlog_bytes / 1048576.0,
                s.backlog_ops ? ", waiting since " : "", s.backlog_ops ? a2 : "");
