@@ -165,3 +165,155 @@ int apply_batch(struct store *s, const struct sync_msg *m, const char *host,
         return r;
     }
 }
+
+/* ---- runs snapshots (bundles of kind "runs") ---- */
+
+struct tag_find {
+    const char *key;
+    const char *want;
+    bool same;
+};
+
+static int tag_find_cb(const char *key, const char *value, void *arg)
+{
+    struct tag_find *f = arg;
+    if (strcmp(key, f->key) != 0)
+        return 0;
+    f->same = strcmp(value, f->want) == 0;
+    return 1;
+}
+
+struct artifact_find {
+    const struct store_op *op;
+    bool same;
+};
+
+static int artifact_find_cb(const struct store_artifact *a, void *arg)
+{
+    struct artifact_find *f = arg;
+    if (strcmp(a->path, f->op->key) != 0)
+        return 0;
+    f->same = memcmp(a->sha256, f->op->sha256, 32) == 0 && a->size == f->op->size;
+    return 1;
+}
+
+/* The points of a METRICS op that the series lacks: 1 appended, 0 nothing to add. */
+static int snapshot_metrics(struct store_txn *t, const struct store_op *op, const uint8_t *raw,
+                            uint64_t *points)
+{
+    struct store_metric_summary sum;
+    int r = store_metric_summary_get(t, op->run, op->key, &sum);
+    if (r == -ENOENT)
+        sum.count = 0;
+    else if (r < 0)
+        return r;
+    if (op->first_index > sum.count)
+        return -EBADMSG; /* a gap: the points before first_index are not here */
+    uint64_t end = op->first_index + op->count;
+    if (sum.count >= end)
+        return 0;
+    uint64_t skip = sum.count - op->first_index, n = end - sum.count;
+    struct store_point *pts = malloc(n * sizeof *pts);
+    if (!pts)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < n; i++)
+        sync_point_get(raw, skip + i, &pts[i]);
+    r = store_metric_append(t, op->run, op->key, pts, n);
+    free(pts);
+    if (r < 0)
+        return r;
+    *points += n;
+    return 1;
+}
+
+/* One op of a snapshot: 1 when it changed the store, 0 when the store had it already. */
+static int snapshot_op(struct store_txn *t, const struct sync_msg *m, uint32_t i,
+                       const char *host, struct apply_result *res)
+{
+    const struct store_op *op = &m->ops[i];
+    struct store_run run;
+    int r = store_run_get(t, op->run, &run);
+    bool exists = r == 0;
+    if (r < 0 && r != -ENOENT)
+        return r;
+    switch (op->type) {
+    case STORE_OP_RUN_START:
+        if (exists && run.start_ms != 0)
+            return 0; /* started here already: its state may be ahead (ended) */
+        r = apply_run_start(t, op, m->agent, host);
+        return r < 0 ? r : 1;
+    case STORE_OP_RUN_END:
+        if (exists && run.status == op->status && run.end_ms == op->end_ms)
+            return 0;
+        r = store_run_end(t, op->run, op->status, op->end_ms);
+        return r < 0 ? r : 1;
+    default:
+        break;
+    }
+    if (!exists && (r = store_run_touch(t, op->run)) < 0)
+        return r;
+    switch (op->type) {
+    case STORE_OP_PARAM:
+        r = store_param_put(t, op->run, op->key, op->value);
+        return r == -EEXIST || r == 1 ? 0 : r < 0 ? r : 1; /* write-once */
+    case STORE_OP_TAG: {
+        struct tag_find f = {op->key, op->value, false};
+        if ((r = store_tags_foreach(t, op->run, tag_find_cb, &f)) < 0)
+            return r;
+        if (f.same)
+            return 0;
+        r = store_tag_set(t, op->run, op->key, op->value);
+        return r < 0 ? r : 1;
+    }
+    case STORE_OP_METRICS:
+        return snapshot_metrics(t, op, m->points[i], &res->points);
+    case STORE_OP_ARTIFACT: {
+        struct artifact_find f = {op, false};
+        if ((r = store_artifacts_foreach(t, op->run, artifact_find_cb, &f)) < 0)
+            return r;
+        if (f.same)
+            return 0;
+        r = store_artifact_put(t, op->run, op->key, op->sha256, op->size);
+        return r < 0 ? r : 1;
+    }
+    }
+    return -EBADMSG;
+}
+
+static int snapshot_once(struct store *s, const struct sync_msg *m, const char *host,
+                         struct apply_result *res)
+{
+    memset(res, 0, sizeof *res);
+    struct store_txn *t;
+    int r = store_begin(s, true, &t);
+    if (r < 0)
+        return r;
+    for (uint32_t i = 0; i < m->nops; i++) {
+        if ((r = snapshot_op(t, m, i, host, res)) < 0) {
+            store_abort(t);
+            return r == -EINVAL || r == -ENAMETOOLONG ? -EBADMSG : r;
+        }
+        if (r > 0)
+            res->applied++;
+        else
+            res->skipped++;
+    }
+    return store_commit(t);
+}
+
+int apply_snapshot(struct store *s, const struct sync_msg *m, const char *host,
+                   struct apply_result *res)
+{
+    if (m->type != SYNC_BATCH)
+        return -EINVAL;
+    for (int tries = 0;; tries++) {
+        int r = snapshot_once(s, m, host, res);
+        if (r == -ENOSPC && store_map_full(s) && tries < 8) {
+            int g = store_grow(s);
+            if (g < 0)
+                return g;
+            continue;
+        }
+        return r;
+    }
+}
