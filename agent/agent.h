@@ -105,6 +105,7 @@ struct agent {
     uint64_t start_ns, last_commit_ns, last_error_ns, last_status_ns;
     uint32_t last_pass_records; /* == opt.batch_records: the last pass left records behind */
     struct replicator *repl;    /* NULL without --server */
+    struct mlflow_agent *mlflow; /* NULL without --mlflow (mlflow_target.h) */
 };
 
 int agent_init(struct agent *a, const struct agent_options *opt, char *err, size_t errlen);

@@ -7,6 +7,7 @@
  * Once a second it publishes its state in DATA/agent.status (status.c) for `sidetrack status`.
  */
 #include "agent.h"
+#include "mlflow_target.h"
 #include "replicate.h"
 
 #include <errno.h>
@@ -27,10 +28,13 @@ static void on_signal(int sig)
 }
 
 static struct replicator *volatile replicator;
+static struct mlflow_agent *volatile mlflow_agent;
 static void on_sync_now(int sig)
 {
     (void)sig;
-    replicate_kick(replicator); /* an atomic store: safe in a handler */
+    if (replicator)
+        replicate_kick(replicator); /* an atomic store: safe in a handler */
+    mlflow_target_kick(mlflow_agent); /* likewise */
 }
 
 static void usage(FILE *f)
@@ -57,11 +61,24 @@ static void usage(FILE *f)
             "  -v, --verbose            say which rings are drained\n"
             "\n"
             "Replication to a sidetrack-server (see docs/sync.md):\n"
-            "  -s, --server ENDPOINT    tcp://HOST:PORT of the server (default: none)\n"
-            "      --server-key FILE    the server's public key (its server.pub)\n"
-            "      --key FILE           this agent's key pair (sidetrack keys gen NAME)\n"
+            "  -s, --server URL         the server: tcp://HOST:PORT (ZeroMQ, CURVE keys) or\n"
+            "                           https://HOST:PORT (bearer token); default: none\n"
+            "      --server-key FILE    tcp://: the server's public key (its server.pub)\n"
+            "      --key FILE           tcp://: this agent's key pair (sidetrack keys gen NAME)\n"
+            "      --server-token FILE  https://: this agent's token (sidetrack keys token NAME;\n"
+            "                           mode 0600, the same file in the server's tokens dir)\n"
+            "      --ca FILE            https://: the CA (PEM) that signed the server's\n"
+            "                           certificate (default: the system's trusted CAs)\n"
+            "      --insecure-http      allow http:// to a host that is not loopback (the\n"
+            "                           token then crosses the network in the clear)\n"
             "      --sync-interval MS   sync this often when connected (default 1000)\n"
             "      --sync-backlog N     and at once when N changes wait (default 10000)\n"
+            "\n"
+            "Replication to an MLflow tracking server (see docs/mlflow-push.md):\n"
+            "      --mlflow URL         push the runs to http(s)://HOST:PORT through MLflow's\n"
+            "                           REST API (credentials: MLFLOW_TRACKING_TOKEN, or\n"
+            "                           MLFLOW_TRACKING_USERNAME and _PASSWORD)\n"
+            "      --mlflow-interval SEC  push this often (default 60)\n"
             "  -h, --help               show this help\n"
             "      --version            show the version\n"
             "\n"
@@ -108,10 +125,18 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, 'K'},
         {"sync-interval", required_argument, NULL, 'I'},
         {"sync-backlog", required_argument, NULL, 'B'},
+        {"mlflow", required_argument, NULL, 'M'},
+        {"mlflow-interval", required_argument, NULL, 'N'},
+        {"server-token", required_argument, NULL, 'T'},
+        {"ca", required_argument, NULL, 'C'},
+        {"insecure-http", no_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
     };
+    const char *arg_server_token = NULL, *arg_ca = NULL;
+    bool arg_insecure_http = false;
+    struct mlflow_target_options arg_mlflow = {.interval_s = 60};
     int c;
     while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:s:vh", longopts, NULL)) != -1) {
         switch (c) {
@@ -153,6 +178,24 @@ int main(int argc, char **argv)
         case 'K':
             opt.key = optarg;
             break;
+        case 'T':
+            arg_server_token = optarg;
+            break;
+        case 'M':
+            arg_mlflow.url = optarg;
+            break;
+        case 'N':
+            if (parse_u32(optarg, "--mlflow-interval", 86400, &arg_mlflow.interval_s) < 0)
+                return 2;
+            if (!arg_mlflow.interval_s)
+                arg_mlflow.interval_s = 1;
+            break;
+        case 'C':
+            arg_ca = optarg;
+            break;
+        case 'H':
+            arg_insecure_http = true;
+            break;
         case 'I':
             if (parse_u32(optarg, "--sync-interval", 86400000, &opt.sync_interval_ms) < 0)
                 return 2;
@@ -183,9 +226,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "sidetrackd: no data directory: set --data or $SIDETRACK_DATA\n");
         return 2;
     }
-    if (opt.server && (!opt.server_key || !opt.key)) {
-        fprintf(stderr, "sidetrackd: --server needs --server-key (the server's server.pub) and "
-                        "--key (this agent's key pair: sidetrack keys gen NAME)\n");
+    bool zmq_server = opt.server && !strncmp(opt.server, "tcp://", 6);
+    if (zmq_server && (!opt.server_key || !opt.key)) {
+        fprintf(stderr, "sidetrackd: --server tcp://... needs --server-key (the server's "
+                        "server.pub) and --key (this agent's key pair: sidetrack keys gen NAME)\n");
+        return 2;
+    }
+    if (opt.server && !zmq_server && !arg_server_token) {
+        fprintf(stderr, "sidetrackd: --server %s needs --server-token FILE (this agent's token: "
+                        "sidetrack keys token NAME)\n", opt.server);
         return 2;
     }
 
@@ -211,6 +260,9 @@ int main(int argc, char **argv)
             .endpoint = opt.server,
             .server_key = opt.server_key,
             .key = opt.key,
+            .token_file = arg_server_token,
+            .ca_file = arg_ca,
+            .insecure_http = arg_insecure_http,
             .interval_ms = opt.sync_interval_ms,
             .backlog_threshold = opt.sync_backlog,
         };
@@ -226,6 +278,24 @@ int main(int argc, char **argv)
         su.sa_flags = SA_RESTART;
         sigaction(SIGUSR1, &su, NULL);
         agent_log("info", "replicating to %s", opt.server);
+    }
+    if (arg_mlflow.url) {
+        struct mlflow_agent *ma = NULL;
+        if (mlflow_target_start(&ma, a.store, &arg_mlflow, err, sizeof err) < 0) {
+            fprintf(stderr, "sidetrackd: mlflow: %s\n", err);
+            if (a.repl)
+                replicate_stop(a.repl);
+            a.repl = replicator = NULL;
+            agent_fini(&a);
+            return 1;
+        }
+        a.mlflow = mlflow_agent = ma;
+        struct sigaction su = {.sa_handler = on_sync_now};
+        sigemptyset(&su.sa_mask);
+        su.sa_flags = SA_RESTART;
+        sigaction(SIGUSR1, &su, NULL);
+        agent_log("info", "pushing runs to the MLflow server %s every %u s", arg_mlflow.url,
+                  arg_mlflow.interval_s);
     }
     a.version = SIDETRACK_VERSION;
     a.start_ns = agent_now_ns();
@@ -287,6 +357,10 @@ int main(int argc, char **argv)
     if (a.repl) {
         replicate_stop(a.repl); /* what is not acknowledged stays in the journal */
         a.repl = replicator = NULL;
+    }
+    if (a.mlflow) {
+        mlflow_target_stop(a.mlflow); /* what was sent is recorded: the next start resumes */
+        a.mlflow = mlflow_agent = NULL;
     }
     agent_status_write(&a, true); /* "stopped", with when it was last seen */
     agent_log("info", "stopped after storing %llu records in %llu commits",

@@ -9,6 +9,7 @@
  * write the file is ignored (it is a window, not data).
  */
 #include "agent.h"
+#include "mlflow_target.h"
 #include "replicate.h"
 
 #include <fcntl.h>
@@ -130,6 +131,7 @@ void agent_status_write(struct agent *a, bool stopped)
         struct replicate_status rs;
         replicate_get_status(a->repl, &rs);
         kv_str(f, "sync_server", a->opt.server);
+        kv_str(f, "sync_transport", rs.transport);
         kv_u64(f, "sync_connected", rs.connected);
         kv_u64(f, "sync_acked", rs.acked);
         kv_u64(f, "sync_journal_next", rs.journal_next);
@@ -144,6 +146,7 @@ void agent_status_write(struct agent *a, bool stopped)
         kv_str(f, "sync_last_error", rs.last_error);
         kv_u64(f, "sync_last_error_ms", rs.last_error_ms);
     }
+    mlflow_target_status_write(a->mlflow, f); /* nothing without --mlflow */
     uint64_t nlanes = 0;
     for (size_t k = 0; k < a->narenas; k++)
         for (uint32_t i = 0; i < a->arenas[k]->arena.lane_count; i++)

@@ -24,6 +24,8 @@ int bench_e2e_window(const struct bench_opts *o); /* "e2e-window100" alone */
 int bench_python(const struct bench_opts *o);   /* "python": python -m sidetrack.bench */
 int bench_sync(const struct bench_opts *o);     /* "sync" and "sync-catchup" */
 int bench_sync_catchup(const struct bench_opts *o); /* "sync-catchup" alone */
+int bench_mlflow_api(const struct bench_opts *o); /* "mlflow-api": runs/log-batch over HTTP */
+int bench_https(const struct bench_opts *o);    /* "https": sync over HTTPS */
 
 /* ---- time -------------------------------------------------------------------------- */
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */

@@ -28,6 +28,11 @@ static const struct scenario scenarios[] = {
      "                  committed every point; then sync-catchup: a backlog built with the server\n"
      "                  down, timed from the server's start (default 10,000,000 points each)"},
     {"sync-catchup", bench_sync_catchup, false, "the second half of sync alone"},
+    {"https", bench_https, false,
+     "as sync, over HTTPS (bearer token; a scratch CA and certificate made with openssl)"},
+    {"mlflow-api", bench_mlflow_api, false,
+     "metric points/s through MLflow's runs/log-batch on sidetrack-server: 1000 metrics a\n"
+     "                  request, one keep-alive connection (default 5,000,000 points)"},
     {"python", bench_python, false,
      "the Python package: log_metric with a float, a numpy scalar and a tensor beside\n"
      "                  list.append (python -m sidetrack.bench; --cuda adds a GPU training loop)"},

@@ -35,6 +35,7 @@ enum cli_exit {
 };
 
 struct json;
+struct cli_experiments;
 
 struct cli {
     const char *data_dir; /* --data; NULL: cli_begin() asks store_default_dir() */
@@ -51,11 +52,15 @@ extern volatile sig_atomic_t cli_stop_signal;
 int cmd_runs(struct cli *c, int argc, char **argv);
 int cmd_runs_list(struct cli *c, int argc, char **argv);
 int cmd_runs_show(struct cli *c, int argc, char **argv);
+int cmd_runs_search(struct cli *c, int argc, char **argv);
 int cmd_metrics(struct cli *c, int argc, char **argv);
 int cmd_artifacts(struct cli *c, int argc, char **argv);
 int cmd_status(struct cli *c, int argc, char **argv);
 int cmd_sync(struct cli *c, int argc, char **argv);
 int cmd_keys(struct cli *c, int argc, char **argv);
+int cmd_export(struct cli *c, int argc, char **argv); /* cmd_bundle.c */
+int cmd_import(struct cli *c, int argc, char **argv);
+int cmd_push(struct cli *c, int argc, char **argv); /* cmd_push.c */
 
 /* DATA/agent.status (agent_file.c): the whole file (free() it), or NULL when there is none;
  * a key's value as a number or a string; whether the pid that wrote it lives and the file is
@@ -71,6 +76,13 @@ bool cli_agent_alive(uint64_t pid, uint64_t updated_ms);
 void cli_json_run_info(struct json *j, const struct store_run *r, const char *experiment);
 /* Wall time of a run: end - start, or now - start while it runs; "-" when unknown. */
 void cli_run_duration(const struct store_run *r, int64_t now_ms, char *buf, size_t len);
+/* `runs list`'s output, shared with `runs search`: the table (CLI_OK, or CLI_FAIL said) and
+ * the JSON array of cli_json_run_info objects. */
+int cli_print_runs_table(const struct store_run *runs, size_t n,
+                         const struct cli_experiments *e);
+void cli_print_runs_json(const struct store_run *runs, size_t n, const struct cli_experiments *e);
+/* "no experiment 'NAME'; experiments: a, b" on stderr; returns CLI_FAIL. */
+int cli_report_no_experiment(struct store_txn *t, const char *name);
 
 /* ---- options (args.c) ------------------------------------------------------------------
  * A small getopt: long options (--name, --name=value, --name value), single-letter options

@@ -1,4 +1,5 @@
-/* cmd_runs.c — `sidetrack runs`: its subcommands' dispatch, and `runs list`.
+/* cmd_runs.c — `sidetrack runs`: its subcommands' dispatch, and `runs list` (whose table and
+ * JSON `runs search` prints too).
  *
  * `runs list` gathers every run (of one experiment, with --experiment) in one read
  * transaction, ends it, sorts by start time, newest first (MLflow's default order; ties by
@@ -15,20 +16,22 @@ static void runs_usage(FILE *f)
 {
     fputs("Usage: sidetrack runs list [--experiment NAME] [--json]\n"
           "       sidetrack runs show RUN [--json]\n"
+          "       sidetrack runs search [FILTER] [--order-by KEY]... [--max N] [--json] ...\n"
           "\n"
-          "  list  every run, newest first: id, experiment, name, status, start, duration,\n"
-          "        user\n"
-          "  show  one run: its info, params, tags, metrics (latest, count, min, max) and\n"
-          "        artifacts\n"
+          "  list    every run, newest first: id, experiment, name, status, start, duration,\n"
+          "          user\n"
+          "  show    one run: its info, params, tags, metrics (latest, count, min, max) and\n"
+          "          artifacts\n"
+          "  search  the runs that match an MLflow filter (\"metrics.acc > 0.9 and ...\")\n"
           "\n"
-          "'sidetrack runs list --help' and 'sidetrack runs show --help' say more.\n",
+          "'sidetrack runs list --help' (show, search) says more.\n",
           f);
 }
 
 int cmd_runs(struct cli *c, int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("runs", "missing subcommand: list or show");
+        return cli_usage_error("runs", "missing subcommand: list, show or search");
     const char *sub = argv[1];
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
         runs_usage(stdout);
@@ -38,10 +41,12 @@ int cmd_runs(struct cli *c, int argc, char **argv)
         return cmd_runs_list(c, argc - 1, argv + 1);
     if (strcmp(sub, "show") == 0)
         return cmd_runs_show(c, argc - 1, argv + 1);
+    if (strcmp(sub, "search") == 0)
+        return cmd_runs_search(c, argc - 1, argv + 1);
     if (sub[0] == '-')
-        return cli_usage_error("runs", "unknown option '%s' (options go after list or show)",
-                               sub);
-    return cli_usage_error("runs", "unknown subcommand '%s': use list or show", sub);
+        return cli_usage_error("runs", "unknown option '%s' (options go after list, show or "
+                               "search)", sub);
+    return cli_usage_error("runs", "unknown subcommand '%s': use list, show or search", sub);
 }
 
 /* ---- shared with `runs show` ---- */
@@ -118,7 +123,7 @@ static int collect_experiment_name(const struct store_experiment *e, void *arg)
     return cli_strv_add(arg, e->name);
 }
 
-static int report_no_experiment(struct store_txn *t, const char *name)
+int cli_report_no_experiment(struct store_txn *t, const char *name)
 {
     struct cli_strv names = {0};
     char list[1024] = "";
@@ -141,7 +146,7 @@ static int gather_runs(struct cli *c, const char *experiment, struct run_list *l
         struct store_experiment x = {0};
         int r = store_experiment_by_name(t, experiment, &x);
         if (r == -ENOENT)
-            rc = report_no_experiment(t, experiment);
+            rc = cli_report_no_experiment(t, experiment);
         else if (r < 0)
             rc = cli_store_error(r, "cannot look up experiment '%s'", experiment);
         l->filter = true;
@@ -158,7 +163,8 @@ static int gather_runs(struct cli *c, const char *experiment, struct run_list *l
     return rc;
 }
 
-static int print_runs_table(const struct run_list *l, const struct cli_experiments *e)
+int cli_print_runs_table(const struct store_run *runs, size_t n,
+                         const struct cli_experiments *e)
 {
     struct table tb;
     int64_t now = cli_now_ms();
@@ -167,8 +173,8 @@ static int print_runs_table(const struct run_list *l, const struct cli_experimen
                                        "START", "DURATION", "USER"};
     for (size_t i = 0; i < 7; i++)
         table_cell(&tb, head[i]);
-    for (size_t i = 0; i < l->n; i++) {
-        const struct store_run *r = &l->v[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct store_run *r = &runs[i];
         const char *exp = cli_experiment_name(e, r->experiment_id);
         char hex[33], start[64], dur[32];
         store_run_id_hex(r->id, hex);
@@ -192,14 +198,14 @@ static int print_runs_table(const struct run_list *l, const struct cli_experimen
     return CLI_OK;
 }
 
-static void print_runs_json(const struct run_list *l, const struct cli_experiments *e)
+void cli_print_runs_json(const struct store_run *runs, size_t n, const struct cli_experiments *e)
 {
     struct json j;
     json_init(&j, stdout);
     json_begin_array(&j, false);
-    for (size_t i = 0; i < l->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         json_begin_object(&j, false);
-        cli_json_run_info(&j, &l->v[i], cli_experiment_name(e, l->v[i].experiment_id));
+        cli_json_run_info(&j, &runs[i], cli_experiment_name(e, runs[i].experiment_id));
         json_end_object(&j);
     }
     json_end_array(&j);
@@ -254,9 +260,9 @@ int cmd_runs_list(struct cli *c, int argc, char **argv)
         if (l.n)
             qsort(l.v, l.n, sizeof *l.v, by_start_desc);
         if (json)
-            print_runs_json(&l, &e);
+            cli_print_runs_json(l.v, l.n, &e);
         else
-            rc = print_runs_table(&l, &e);
+            rc = cli_print_runs_table(l.v, l.n, &e);
     }
     free(l.v);
     cli_experiments_free(&e);

@@ -43,6 +43,9 @@ static const struct command commands[] = {
     {"status", cmd_status},
     {"sync", cmd_sync},
     {"keys", cmd_keys},
+    {"export", cmd_export},
+    {"import", cmd_import},
+    {"push", cmd_push},
     {0},
 };
 
@@ -57,6 +60,8 @@ static void usage(FILE *f)
           "  runs list [--experiment NAME] [--json]        runs, newest first\n"
           "  runs show RUN [--json]                        a run: info, params, tags, metrics,\n"
           "                                                artifacts\n"
+          "  runs search [FILTER] [--order-by KEY]...      runs matching an MLflow filter\n"
+          "              [--max N] [--json]                (\"metrics.acc > 0.9 and ...\")\n"
           "  metrics RUN KEY [--format csv|json|table]     a metric's full history\n"
           "  artifacts RUN [--json]                        a run's artifacts and their files\n"
           "  artifacts RUN --get PATH [--out FILE]         copy an artifact's content out\n"
@@ -64,6 +69,11 @@ static void usage(FILE *f)
           "                                                up; the lanes of the rings\n"
           "  sync status [--json] | sync now               replication to sidetrack-server\n"
           "  keys gen NAME [--dir DIR] | keys show FILE    CURVE keys for replication\n"
+          "  export --out FILE [--run RUN...]              a bundle file for an air-gapped\n"
+          "                                                node's data (docs/bundles.md)\n"
+          "  import FILE                                   apply a bundle to the store\n"
+          "  push --mlflow URL [--run RUN...]              replicate the runs into an MLflow\n"
+          "                                                tracking server (docs/mlflow-push.md)\n"
           "\n"
           "Options:\n"
           "  -d, --data DIR  the store's directory, an agent's or a server's (also\n"
