@@ -55,12 +55,15 @@ static int hex4(const char *p)
     int v = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        v = v * 16 + (c >= '0' && c <= '9'   ? c - '0'
-                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                             : -1000000);
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
     }
-    return v < 0 ? -1 : v;
+    return v;
 }
 
 static size_t put_utf8(char *o, unsigned cp)
@@ -258,9 +261,11 @@ static bool jvalue(struct jp *j, struct mf_jval *v, int depth)
         v->kind = MF_JNULL;
         return jlit(j, "null");
     }
+    if (c != '{' && c != '[' && c != 't' && c != 'f')
+        return fail(j, "expected a value");
     v->kind = MF_JOTHER;
     v->s = j->p;
-    return jskip(j, depth);
+    return jskip(j, depth); /* it does not come back here for these: no endless recursion */
 }
 
 static bool jskip(struct jp *j, int depth)

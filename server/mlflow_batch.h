@@ -32,7 +32,8 @@ struct mf_jbatch {
 };
 
 /* Parses body (len bytes; body[len] must be readable, as the HTTP front's NUL). 0, -ENOMEM, or
- * -EINVAL with a sentence in err (what is wrong, line and column). */
+ * -EINVAL with a sentence in err (what is wrong, line and column). Free b with mf_batch_free
+ * whatever this returns. */
 int mf_batch_parse(const char *body, size_t len, struct mf_jbatch *b, char *err, size_t errlen);
 void mf_batch_free(struct mf_jbatch *b);
 
