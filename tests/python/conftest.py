@@ -15,12 +15,12 @@ import tempfile
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.dirname(os.path.dirname(HERE))
-BUILD = os.path.abspath(os.environ.get("SIDETRACK_BUILD_DIR") or os.path.join(SOURCE, "build"))
-PYDIR = os.path.join(BUILD, "python")
-sys.path.insert(0, PYDIR)
 sys.path.insert(0, os.path.dirname(HERE))  # tests/: pyutil
-from pyutil import wait_for  # noqa: E402
+import pyutil  # noqa: E402
+# SOURCE (the source tree) is imported from here by test_packaging.py.
+from pyutil import AGENT, CLI, SOURCE, built, wait_for  # noqa: E402,F401
+PYDIR = built("python")
+sys.path.insert(0, PYDIR)
 # Child processes (spawn, subprocess, Dask workers) import the same build.
 os.environ["PYTHONPATH"] = PYDIR + (os.pathsep + os.environ["PYTHONPATH"]
                                     if os.environ.get("PYTHONPATH") else "")
@@ -39,8 +39,8 @@ class Node:
     """The agent under test and read-back through the CLI."""
 
     def __init__(self):
-        self.cli = os.path.join(BUILD, "client", "cli", "sidetrack")
-        self.agentd = os.path.join(BUILD, "agent", "sidetrackd")
+        self.cli = CLI
+        self.agentd = AGENT
         self.data = DATA
         self.ring = RING
         self.proc = subprocess.Popen([self.agentd, "-d", DATA, "-r", RING, "-i", "5",
@@ -52,11 +52,7 @@ class Node:
         return self.proc.returncode, err
 
     def run_cli(self, *args, check=True):
-        p = subprocess.run([self.cli, "-d", self.data, *args], capture_output=True, text=True,
-                           timeout=30)
-        if check and p.returncode != 0:
-            raise AssertionError(f"sidetrack {' '.join(args)}: {p.stderr.strip()}")
-        return p
+        return pyutil.cli(self.data, *args, check=check, timeout=30)
 
     def show(self, run_id):
         p = self.run_cli("runs", "show", run_id, "--json", check=False)

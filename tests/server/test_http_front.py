@@ -6,40 +6,18 @@ import base64
 import http.client
 import json
 import os
-import shutil
-import signal
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from pyutil import free_port, wait_for  # noqa: E402
+import pyutil  # noqa: E402
+from pyutil import SERVER, free_port, make_pki, scratch, wait_for  # noqa: E402
 
-BUILD = os.path.abspath(os.environ.get("SIDETRACK_BUILD_DIR", "build"))
-SERVER = os.path.join(BUILD, "server", "sidetrack-server")
 TOKEN = "tok-" + "x" * 39
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_pki(d):
-    """A CA, a server certificate for 127.0.0.1 signed by it, and another CA."""
-    for ca in ("ca", "other-ca"):
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                "-nodes", "-days", "2", "-subj", f"/CN={ca}", "-keyout", f"{ca}.key",
-                "-out", f"{ca}.pem", cwd=d)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr", cwd=d)
-    with open(os.path.join(d, "ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "server.pem", cwd=d)
 
 
 class Server:
@@ -54,13 +32,13 @@ class Server:
         if tls:
             args += ["--tls-cert", os.path.join(root, "server.pem"),
                      "--tls-key", os.path.join(root, "server.key")]
-        self.log = open(os.path.join(root, "server.log"), "w")
-        self.proc = subprocess.Popen(args, stderr=self.log)
+        self.log = os.path.join(root, "server.log")
+        self.proc = pyutil.start(args, self.log)
         wait_for(self._up, what="the server's HTTP port")
 
     def _up(self):
         if self.proc.poll() is not None:
-            raise AssertionError("server exited: " + open(self.log.name).read())
+            raise AssertionError("server exited: " + open(self.log).read())
         try:
             c = self.conn()
             c.request("GET", "/")
@@ -76,16 +54,13 @@ class Server:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=20) == 0
-        self.log.close()
+        assert pyutil.stop(self.proc, timeout=20) == 0
 
 
 @pytest.fixture
 def root():
-    d = tempfile.mkdtemp(prefix="st-http-")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with scratch("st-http-") as d:
+        yield d
 
 
 def request(conn, method, path, body=None, headers=None):

@@ -6,11 +6,7 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,13 +14,9 @@ import urllib.request
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pyutil import free_port, wait_for  # noqa: E402
+import pyutil  # noqa: E402
+from pyutil import AGENT, SERVER, free_port, scratch, sidetrack, train, wait_for  # noqa: E402
 
-BUILD = os.path.abspath(os.environ.get("SIDETRACK_BUILD_DIR", "build"))
-AGENT = os.path.join(BUILD, "agent", "sidetrackd")
-SERVER = os.path.join(BUILD, "server", "sidetrack-server")
-CLI = os.path.join(BUILD, "client", "cli", "sidetrack")
-TRAIN = os.path.join(BUILD, "examples", "sidetrack-example-train")
 API = "/api/2.0/mlflow/"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
@@ -34,19 +26,16 @@ class Server:
         self.root = root
         self.data = os.path.join(root, "server")
         os.makedirs(os.path.join(self.data, "agents.d"))
-        subprocess.run([CLI, "keys", "gen", "server", "--dir", self.data], check=True,
-                       capture_output=True)
+        sidetrack("keys", "gen", "server", "--dir", self.data, check=True)
         self.port, self.zport = free_port(), free_port()
         self.log = os.path.join(root, "server.log")
-        self.proc = subprocess.Popen(
+        self.proc = pyutil.start(
             [SERVER, "--data", self.data, "--http", f"127.0.0.1:{self.port}",
-             "--zmq", f"tcp://127.0.0.1:{self.zport}"], stderr=open(self.log, "a"))
+             "--zmq", f"tcp://127.0.0.1:{self.zport}"], self.log)
 
         def ready():  # the port opens a moment before the routes are in
             assert self.proc.poll() is None, self.logs()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            except OSError:
+            if not pyutil.listening(self.port):
                 return False
             return self.get("experiments/get", experiment_id="0")[0] == 200
         wait_for(ready, 20, "the server to serve the MLflow API")
@@ -88,19 +77,15 @@ class Server:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(60) == 0, self.logs()
+            assert pyutil.stop(self.proc) == 0, self.logs()
 
 
 @pytest.fixture(scope="module")
 def srv():
-    root = tempfile.mkdtemp(prefix="sidetrack-mlflow-")
-    s = Server(root)
-    yield s
-    try:
+    with scratch("sidetrack-mlflow-") as root:
+        s = Server(root)
+        yield s
         s.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def err(resp, status, code):
@@ -593,21 +578,17 @@ def test_artifact_errors(srv):
 def test_run_from_an_agent_is_served(srv):
     d = os.path.join(srv.root, "agent")
     os.makedirs(os.path.join(d, "ring"))
-    subprocess.run([CLI, "keys", "gen", "a1", "--dir", d], check=True, capture_output=True)
+    sidetrack("keys", "gen", "a1", "--dir", d, check=True)
     shutil.copy(os.path.join(d, "a1.pub"), os.path.join(srv.data, "agents.d", "a1.pub"))
-    agent = subprocess.Popen(
+    agent = pyutil.start(
         [AGENT, "-d", os.path.join(d, "data"), "-r", os.path.join(d, "ring"),
          "-s", f"tcp://127.0.0.1:{srv.zport}",
          "--server-key", os.path.join(srv.data, "server.pub"),
          "--key", os.path.join(d, "a1.key"), "--sync-interval", "100"],
-        stderr=open(os.path.join(d, "agent.log"), "a"))
+        os.path.join(d, "agent.log"))
     try:
-        env = dict(os.environ, SIDETRACK_RING_DIR=os.path.join(d, "ring"))
-        p = subprocess.run([TRAIN, "--steps", "300", "--experiment", "from-agent",
-                            "--run-name", "agent-run"], env=env, capture_output=True,
-                           text=True, timeout=120)
-        assert p.returncode == 0, p.stderr
-        rid = p.stdout.strip()
+        rid = train(os.path.join(d, "ring"), 300, "from-agent", "agent-run", lane_mb=None,
+                    timeout=120)
 
         def arrived():
             s, j = srv.get("runs/get", run_id=rid)
@@ -639,5 +620,4 @@ def test_run_from_an_agent_is_served(srv):
         # and the API may go on writing to it, like any other run
         srv.ok("POST", "runs/set-tag", {"run_id": rid, "key": "reviewed", "value": "yes"})
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(60)
+        pyutil.stop(agent)

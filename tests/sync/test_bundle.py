@@ -7,36 +7,29 @@ words that say what is wrong, before anything is applied. Run by meson (suite sy
 SIDETRACK_BUILD_DIR set."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from pyutil import wait_for  # noqa: E402
-from test_sync_e2e import (AGENT, BUILD, CLI, Cluster, agent_caught_up, cli,  # noqa: E402
-                           converge_and_compare, snapshot)
+from pyutil import built, cli, sidetrack, wait_for  # noqa: E402
+from cluster import Cluster, converge_and_compare, running, snapshot  # noqa: E402
 
 STEPS = 3000  # per run: 4 metrics a step, so that bundles hold several batches
 
 
-def run_cli(*args):
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120)
-
-
 def export(data, out, *more):
-    p = run_cli("-d", data, "export", "--out", out, *more)
+    p = sidetrack("-d", data, "export", "--out", out, *more)
     assert p.returncode == 0, p.stderr
     return p
 
 
 def import_(data, bundle, *more):
-    p = run_cli("-d", data, "import", bundle, *more)
+    p = sidetrack("-d", data, "import", bundle, *more)
     assert p.returncode == 0, p.stderr
     return p
 
@@ -55,7 +48,7 @@ def stored(data, run_id, steps, artifacts):
 def train(c, name, run_name, steps=STEPS, artifact=None):
     run_id = c.train(name, steps, run_name, artifact=artifact)
     wait_for(lambda: stored(c.agents[name]["data"], run_id, steps, 2 if artifact else 1), 60,
-             f"run {run_name} to be stored\n" + c.logs())
+             lambda: f"run {run_name} to be stored\n" + c.logs())
     return run_id
 
 
@@ -68,16 +61,8 @@ def applied(p):
 
 @pytest.fixture
 def cluster():
-    root = tempfile.mkdtemp(prefix="sidetrack-bundle-")
-    c = Cluster(root)
-    yield c
-    try:
-        c.stop_all()
-    finally:
-        if os.environ.get("SIDETRACK_KEEP_SCRATCH"):
-            print("scratch kept in", root)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with running(Cluster, "sidetrack-bundle-") as c:
+        yield c
 
 
 @pytest.fixture
@@ -101,7 +86,7 @@ def test_export_then_import_into_a_fresh_store(offline):
     # 3 artifacts, 2 contents: both checkpoints hold the same bytes, carried once
     assert p.stdout.startswith("exported 2 runs, 24,000 points, 2 artifacts"), p.stdout
     target = os.path.join(c.root, "target")
-    chk = run_cli("import", bundle, "--check")
+    chk = sidetrack("import", bundle, "--check")
     assert chk.returncode == 0 and "whole and sound" in chk.stdout, chk.stderr
     assert not os.path.exists(target)
     p = import_(target, bundle)
@@ -137,17 +122,17 @@ def test_incremental_exports_hold_only_what_is_new(offline):
     train(c, "a1", "first")
     b1, b2 = os.path.join(c.root, "b1"), os.path.join(c.root, "b2")
     export(data, b1)
-    p = run_cli("-d", data, "export", "--out", b2)
+    p = sidetrack("-d", data, "export", "--out", b2)
     assert p.returncode == 0 and p.stdout.startswith("nothing new to export"), p.stdout
     assert not os.path.exists(b2)
-    p = run_cli("-d", data, "export", "--out", b1)
+    p = sidetrack("-d", data, "export", "--out", b1)
     assert p.returncode == 1 and "exists" in p.stderr and "--force" in p.stderr
     train(c, "a1", "second")
     p = export(data, b2)
     assert p.stdout.startswith("exported 1 run,"), p.stdout
     target = os.path.join(c.root, "target")
     # The second bundle alone would leave a hole: refused, with what to import first.
-    p = run_cli("-d", target, "import", b2)
+    p = sidetrack("-d", target, "import", b2)
     assert p.returncode == 1 and "first" in p.stderr and "import the bundle" in p.stderr, \
         p.stderr
     import_(target, b1)
@@ -200,14 +185,14 @@ def test_damaged_bundle_is_refused_before_anything_is_applied(offline, how, word
     bad = os.path.join(c.root, "bad")
     damaged(good, bad, how)
     target = os.path.join(c.root, "target")
-    p = run_cli("-d", target, "import", bad)
+    p = sidetrack("-d", target, "import", bad)
     assert p.returncode == 1, p.stdout
     assert words in p.stderr, p.stderr
     assert not os.path.exists(target)  # checked whole before the store is even opened
     # A store that exists is left as it was.
     import_(target, good)
     before = snapshot(target)
-    assert run_cli("-d", target, "import", bad).returncode == 1
+    assert sidetrack("-d", target, "import", bad).returncode == 1
     assert snapshot(target) == before
 
 
@@ -231,9 +216,9 @@ def test_runs_snapshot_export_and_import(offline):
     # --experiment: every run of it; unknown names and runs are refused.
     p = export(data, os.path.join(c.root, "exp.bundle"), "--experiment", "sync-test")
     assert p.stdout.startswith("exported 2 runs"), p.stdout
-    p = run_cli("-d", data, "export", "--out", os.path.join(c.root, "x"), "--experiment", "nope")
+    p = sidetrack("-d", data, "export", "--out", os.path.join(c.root, "x"), "--experiment", "nope")
     assert p.returncode == 1 and "no experiment 'nope'" in p.stderr
-    p = run_cli("-d", data, "export", "--out", os.path.join(c.root, "x"), "--run", "ffffffff")
+    p = sidetrack("-d", data, "export", "--out", os.path.join(c.root, "x"), "--run", "ffffffff")
     assert p.returncode == 1 and "no run ffffffff" in p.stderr
 
 
@@ -243,7 +228,7 @@ def test_runs_snapshot_adds_only_what_the_target_lacks(offline):
     c = offline
     data = c.agents["a1"]["data"]
     env = dict(os.environ, SIDETRACK_RING_DIR=c.agents["a1"]["ring"], SIDETRACK_LANE_MB="8",
-               PYTHONPATH=os.path.join(BUILD, "python"))
+               PYTHONPATH=built("python"))
     preload = os.environ.get("SIDETRACK_PY_PRELOAD")
     if preload:  # an ASan build's extension: the runtime first, and the interpreter leaks
         env.update(LD_PRELOAD=preload, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
@@ -317,7 +302,7 @@ def test_bundles_and_network_apply_each_change_once(cluster):
     # Bundle first: imported next to the running server, into its store.
     ops, here = applied(import_(c.server_data, b1))
     assert ops > 0 and here == 0
-    wait_for(lambda: agent_caught_up(c, "a2"), 60, "a2 to catch up\n" + c.logs())
+    wait_for(lambda: c.caught_up("a2"), 60, lambda: "a2 to catch up\n" + c.logs())
     # Network first: a2's bundle holds nothing the server lacks.
     ops, here = applied(import_(c.server_data, b2))
     assert ops == 0 and here > 0
@@ -332,7 +317,7 @@ def test_bundles_and_network_apply_each_change_once(cluster):
     assert snapshot(c.server_data) == before
     # The acknowledged changes left the journal: the next bundle says so instead of
     # carrying them.
-    p = run_cli("-d", c.agents["a1"]["data"], "export", "--out", os.path.join(c.root, "b3"))
+    p = sidetrack("-d", c.agents["a1"]["data"], "export", "--out", os.path.join(c.root, "b3"))
     assert p.returncode == 0, p.stderr
     assert "a server has acknowledged every change" in p.stdout, p.stdout + p.stderr
 
@@ -340,13 +325,13 @@ def test_bundles_and_network_apply_each_change_once(cluster):
 def test_export_usage_errors(offline):
     c = offline
     data = c.agents["a1"]["data"]
-    p = run_cli("-d", data, "export")
+    p = sidetrack("-d", data, "export")
     assert p.returncode == 2 and "--out FILE is required" in p.stderr
-    p = run_cli("-d", os.path.join(c.root, "nowhere"), "export", "--out",
+    p = sidetrack("-d", os.path.join(c.root, "nowhere"), "export", "--out",
                 os.path.join(c.root, "x"))
     assert p.returncode == 1 and "no store at" in p.stderr
     assert not os.path.exists(os.path.join(c.root, "nowhere"))
-    p = run_cli("import")
+    p = sidetrack("import")
     assert p.returncode == 2
-    p = run_cli("import", os.path.join(c.root, "missing.bundle"))
+    p = sidetrack("import", os.path.join(c.root, "missing.bundle"))
     assert p.returncode == 1 and "No such file" in p.stderr

@@ -18,14 +18,10 @@ import urllib.request
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pyutil import free_port, wait_for  # noqa: E402
+import pyutil  # noqa: E402
+from pyutil import AGENT, SERVER, built, free_port, wait_for  # noqa: E402
 
-BUILD = os.path.abspath(os.environ.get("SIDETRACK_BUILD_DIR", "build"))
-AGENT = os.path.join(BUILD, "agent", "sidetrackd")
-SERVER = os.path.join(BUILD, "server", "sidetrack-server")
-CLI = os.path.join(BUILD, "client", "cli", "sidetrack")
-TRAIN = os.path.join(BUILD, "examples", "sidetrack-example-train")
-LOG_MORE = os.path.join(BUILD, "tests", "sync", "mlflow_log_more")
+LOG_MORE = built("tests", "sync", "mlflow_log_more")
 SOURCE_TAG = "sidetrack.source_run_id"
 
 
@@ -42,10 +38,9 @@ class Server:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(
+        self.proc = pyutil.start(
             [SERVER, "-d", self.data, "--http", f"127.0.0.1:{self.port}",
-             "-z", f"tcp://127.0.0.1:{self.zport}"],
-            stderr=open(os.path.join(self.root, "server.log"), "a"))
+             "-z", f"tcp://127.0.0.1:{self.zport}"], os.path.join(self.root, "server.log"))
 
         def answers():
             try:
@@ -56,13 +51,11 @@ class Server:
         wait_for(answers, 20, "the server's MLflow API")
 
     def kill(self, sig=signal.SIGKILL):
-        self.proc.send_signal(sig)
-        self.proc.wait(30)
+        pyutil.kill(self.proc, sig)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(60) == 0, "the server did not stop cleanly"
+        if pyutil.alive(self.proc):
+            assert pyutil.stop(self.proc) == 0, "the server did not stop cleanly"
 
     def get(self, endpoint, **q):
         url = f"{self.url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(q)}"
@@ -127,26 +120,20 @@ class Agent:
         self.proc = None
 
     def start(self, *extra):
-        self.proc = subprocess.Popen([AGENT, "-d", self.data, "-r", self.ring, *extra],
-                                     stderr=open(os.path.join(self.dir, "agent.log"), "a"))
+        self.proc = pyutil.start([AGENT, "-d", self.data, "-r", self.ring, *extra],
+                                 os.path.join(self.dir, "agent.log"))
         wait_for(lambda: os.path.exists(os.path.join(self.data, "agent.status")), 20,
                  "the agent to start")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(60) == 0, "the agent did not stop cleanly"
+        if pyutil.alive(self.proc):
+            assert pyutil.stop(self.proc) == 0, "the agent did not stop cleanly"
 
     def env(self):
         return dict(os.environ, SIDETRACK_RING_DIR=self.ring, SIDETRACK_LANE_MB="64")
 
     def train(self, steps, experiment, run_name, artifact=None):
-        p = subprocess.run([TRAIN, "--steps", str(steps), "--experiment", experiment,
-                            "--run-name", run_name] + (["--artifact", artifact] if artifact
-                                                       else []),
-                           env=self.env(), capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr
-        rid = p.stdout.strip()
+        rid = pyutil.train(self.ring, steps, experiment, run_name, artifact)
         wait_for(lambda: self.stored(rid, "train/loss") == steps and
                  self.show(rid)["info"]["status"] == "FINISHED", 60, "the run to be stored")
         return rid
@@ -160,17 +147,13 @@ class Agent:
                  self.stored(rid, "extra/metric") == n, 60, "the new points to be stored")
 
     def cli(self, *args):
-        p = subprocess.run([CLI, "-d", self.data, *args], capture_output=True, text=True,
-                           timeout=120)
-        assert p.returncode == 0, f"sidetrack {' '.join(args)}: {p.stderr}"
-        return p.stdout
+        return pyutil.cli(self.data, *args, timeout=120).stdout
 
     def show(self, rid):
         return json.loads(self.cli("runs", "show", rid, "--json"))
 
     def stored(self, rid, key):
-        p = subprocess.run([CLI, "-d", self.data, "runs", "show", rid, "--json"],
-                           capture_output=True, text=True, timeout=120)
+        p = pyutil.cli(self.data, "runs", "show", rid, "--json", check=False, timeout=120)
         if p.returncode != 0:  # not drained yet
             return 0
         for m in json.loads(p.stdout)["metrics"]:
@@ -192,15 +175,16 @@ class Agent:
         return show, metrics, arts
 
     def push(self, url, *args, check=True):
-        p = subprocess.run([CLI, "-d", self.data, "push", "--mlflow", url, "--json", *args],
-                           capture_output=True, text=True, timeout=240)
+        p = pyutil.cli(self.data, "push", "--mlflow", url, "--json", *args, check=False,
+                       timeout=240)
         if check:
             assert p.returncode == 0, f"push: {p.stderr}\n{p.stdout}"
         return json.loads(p.stdout) if p.stdout.strip() else None, p
 
     def push_background(self, url, *args):
-        return subprocess.Popen([CLI, "-d", self.data, "push", "--mlflow", url, "--json", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [pyutil.CLI, "-d", self.data, "push", "--mlflow", url, "--json", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def assert_same(agent, server, rid, experiment=None):
