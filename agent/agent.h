@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct agent_options {
@@ -125,6 +126,9 @@ uint64_t agent_now_ns(void);
 /* status.c: writes DATA/agent.status (JSON, replaced atomically) for `sidetrack status`;
  * stopped marks a clean exit. Failures are ignored: the status is a courtesy, not data. */
 void agent_status_write(struct agent *a, bool stopped);
+/* One more member of such a JSON object (",\n  \"key\": value"), for the status's writers. */
+void agent_status_str(FILE *f, const char *key, const char *v);
+void agent_status_u64(FILE *f, const char *key, uint64_t v);
 
 /* tsc.c */
 void tsc_calibrate(struct agent *a);

@@ -37,6 +37,15 @@ static void on_sync_now(int sig)
     mlflow_target_kick(mlflow_agent); /* likewise */
 }
 
+/* SIGUSR1: replicate / push now (systemctl kill -s USR1). */
+static void catch_sync_now(void)
+{
+    struct sigaction su = {.sa_handler = on_sync_now};
+    sigemptyset(&su.sa_mask);
+    su.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &su, NULL);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -273,10 +282,7 @@ int main(int argc, char **argv)
             return 1;
         }
         a.repl = replicator = rp;
-        struct sigaction su = {.sa_handler = on_sync_now};
-        sigemptyset(&su.sa_mask);
-        su.sa_flags = SA_RESTART;
-        sigaction(SIGUSR1, &su, NULL);
+        catch_sync_now();
         agent_log("info", "replicating to %s", opt.server);
     }
     if (arg_mlflow.url) {
@@ -290,10 +296,7 @@ int main(int argc, char **argv)
             return 1;
         }
         a.mlflow = mlflow_agent = ma;
-        struct sigaction su = {.sa_handler = on_sync_now};
-        sigemptyset(&su.sa_mask);
-        su.sa_flags = SA_RESTART;
-        sigaction(SIGUSR1, &su, NULL);
+        catch_sync_now();
         agent_log("info", "pushing runs to the MLflow server %s every %u s", arg_mlflow.url,
                   arg_mlflow.interval_s);
     }

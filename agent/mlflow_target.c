@@ -188,40 +188,20 @@ void mlflow_target_kick(struct mlflow_agent *m)
         atomic_store(&m->kick, true);
 }
 
-static void put_str(FILE *f, const char *key, const char *v)
-{
-    fprintf(f, ",\n  \"%s\": \"", key);
-    for (; *v; v++) {
-        unsigned char ch = (unsigned char)*v;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-static void put_u64(FILE *f, const char *key, uint64_t v)
-{
-    fprintf(f, ",\n  \"%s\": %llu", key, (unsigned long long)v);
-}
-
 void mlflow_target_status_write(struct mlflow_agent *m, FILE *f)
 {
     if (!m)
         return;
     pthread_mutex_lock(&m->mu);
-    put_str(f, "mlflow_url", m->url);
-    put_u64(f, "mlflow_interval_s", m->interval_s);
-    put_u64(f, "mlflow_pushes", m->pushes);
-    put_u64(f, "mlflow_last_push_ms", m->last_push_ms);
-    put_u64(f, "mlflow_last_ok_ms", m->last_ok_ms);
-    put_u64(f, "mlflow_points", m->points_total);
-    put_u64(f, "mlflow_runs_failed", m->runs_failed);
-    put_u64(f, "mlflow_skipped", m->skipped);
-    put_str(f, "mlflow_last_error", m->last_error);
-    put_u64(f, "mlflow_last_error_ms", m->last_error_ms);
+    agent_status_str(f, "mlflow_url", m->url);
+    agent_status_u64(f, "mlflow_interval_s", m->interval_s);
+    agent_status_u64(f, "mlflow_pushes", m->pushes);
+    agent_status_u64(f, "mlflow_last_push_ms", m->last_push_ms);
+    agent_status_u64(f, "mlflow_last_ok_ms", m->last_ok_ms);
+    agent_status_u64(f, "mlflow_points", m->points_total);
+    agent_status_u64(f, "mlflow_runs_failed", m->runs_failed);
+    agent_status_u64(f, "mlflow_skipped", m->skipped);
+    agent_status_str(f, "mlflow_last_error", m->last_error);
+    agent_status_u64(f, "mlflow_last_error_ms", m->last_error_ms);
     pthread_mutex_unlock(&m->mu);
 }

@@ -32,13 +32,13 @@ static void put_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void kv_str(FILE *f, const char *key, const char *v)
+void agent_status_str(FILE *f, const char *key, const char *v)
 {
     fprintf(f, ",\n  \"%s\": ", key);
     put_string(f, v);
 }
 
-static void kv_u64(FILE *f, const char *key, uint64_t v)
+void agent_status_u64(FILE *f, const char *key, uint64_t v)
 {
     fprintf(f, ",\n  \"%s\": %llu", key, (unsigned long long)v);
 }
@@ -104,55 +104,55 @@ void agent_status_write(struct agent *a, bool stopped)
     uint64_t now = agent_now_ns();
     a->last_status_ns = now;
     fprintf(f, "{\n  \"format\": 1");
-    kv_str(f, "state", stopped ? "stopped" : "running");
-    kv_u64(f, "pid", (uint64_t)getpid());
-    kv_str(f, "version", a->version ? a->version : "unknown");
-    kv_u64(f, "started_ms", ms(a->start_ns));
-    kv_u64(f, "updated_ms", ms(now));
-    kv_str(f, "data_dir", a->opt.data_dir);
-    kv_str(f, "ring_dir", a->opt.ring_dir);
-    kv_u64(f, "fsync_interval_ms", a->opt.fsync_interval_ms);
-    kv_u64(f, "batch_records", a->opt.batch_records);
-    kv_u64(f, "records_since_start", a->records_total);
-    kv_u64(f, "commits", a->commits);
-    kv_u64(f, "last_commit_ms", ms(a->last_commit_ns));
-    kv_u64(f, "last_sync_ms", ms(a->last_sync_ns));
-    kv_u64(f, "unsynced", a->unsynced ? 1 : 0);
-    kv_u64(f, "backlog", a->last_pass_records >= a->opt.batch_records ? 1 : 0);
-    kv_str(f, "last_error", a->last_error_ns ? a->last_error : "");
-    kv_u64(f, "last_error_ms", ms(a->last_error_ns));
+    agent_status_str(f, "state", stopped ? "stopped" : "running");
+    agent_status_u64(f, "pid", (uint64_t)getpid());
+    agent_status_str(f, "version", a->version ? a->version : "unknown");
+    agent_status_u64(f, "started_ms", ms(a->start_ns));
+    agent_status_u64(f, "updated_ms", ms(now));
+    agent_status_str(f, "data_dir", a->opt.data_dir);
+    agent_status_str(f, "ring_dir", a->opt.ring_dir);
+    agent_status_u64(f, "fsync_interval_ms", a->opt.fsync_interval_ms);
+    agent_status_u64(f, "batch_records", a->opt.batch_records);
+    agent_status_u64(f, "records_since_start", a->records_total);
+    agent_status_u64(f, "commits", a->commits);
+    agent_status_u64(f, "last_commit_ms", ms(a->last_commit_ns));
+    agent_status_u64(f, "last_sync_ms", ms(a->last_sync_ns));
+    agent_status_u64(f, "unsynced", a->unsynced ? 1 : 0);
+    agent_status_u64(f, "backlog", a->last_pass_records >= a->opt.batch_records ? 1 : 0);
+    agent_status_str(f, "last_error", a->last_error_ns ? a->last_error : "");
+    agent_status_u64(f, "last_error_ms", ms(a->last_error_ns));
     struct store_info si;
     if (a->store && store_info(a->store, &si) == 0) {
-        kv_u64(f, "map_size", si.map_size);
-        kv_u64(f, "used_bytes", si.used_bytes);
-        kv_u64(f, "file_bytes", si.file_bytes);
+        agent_status_u64(f, "map_size", si.map_size);
+        agent_status_u64(f, "used_bytes", si.used_bytes);
+        agent_status_u64(f, "file_bytes", si.file_bytes);
     }
     if (a->repl) {
         struct replicate_status rs;
         replicate_get_status(a->repl, &rs);
-        kv_str(f, "sync_server", a->opt.server);
-        kv_str(f, "sync_transport", rs.transport);
-        kv_u64(f, "sync_connected", rs.connected);
-        kv_u64(f, "sync_acked", rs.acked);
-        kv_u64(f, "sync_journal_next", rs.journal_next);
-        kv_u64(f, "sync_backlog_ops", rs.backlog_ops);
-        kv_u64(f, "sync_backlog_since_ms", rs.backlog_since_ms);
-        kv_u64(f, "sync_backlog_bytes", rs.backlog_ops ? rs.backlog_bytes : 0);
-        kv_u64(f, "sync_last_ack_ms", rs.last_ack_ms);
-        kv_u64(f, "sync_batches", rs.batches);
-        kv_u64(f, "sync_ops", rs.ops);
-        kv_u64(f, "sync_points", rs.points);
-        kv_u64(f, "sync_points_per_sec", (uint64_t)rs.points_per_sec);
-        kv_str(f, "sync_last_error", rs.last_error);
-        kv_u64(f, "sync_last_error_ms", rs.last_error_ms);
+        agent_status_str(f, "sync_server", a->opt.server);
+        agent_status_str(f, "sync_transport", rs.transport);
+        agent_status_u64(f, "sync_connected", rs.connected);
+        agent_status_u64(f, "sync_acked", rs.acked);
+        agent_status_u64(f, "sync_journal_next", rs.journal_next);
+        agent_status_u64(f, "sync_backlog_ops", rs.backlog_ops);
+        agent_status_u64(f, "sync_backlog_since_ms", rs.backlog_since_ms);
+        agent_status_u64(f, "sync_backlog_bytes", rs.backlog_ops ? rs.backlog_bytes : 0);
+        agent_status_u64(f, "sync_last_ack_ms", rs.last_ack_ms);
+        agent_status_u64(f, "sync_batches", rs.batches);
+        agent_status_u64(f, "sync_ops", rs.ops);
+        agent_status_u64(f, "sync_points", rs.points);
+        agent_status_u64(f, "sync_points_per_sec", (uint64_t)rs.points_per_sec);
+        agent_status_str(f, "sync_last_error", rs.last_error);
+        agent_status_u64(f, "sync_last_error_ms", rs.last_error_ms);
     }
     mlflow_target_status_write(a->mlflow, f); /* nothing without --mlflow */
     uint64_t nlanes = 0;
     for (size_t k = 0; k < a->narenas; k++)
         for (uint32_t i = 0; i < a->arenas[k]->arena.lane_count; i++)
             nlanes += a->arenas[k]->lanes[i].adopted;
-    kv_u64(f, "rings", a->narenas);
-    kv_u64(f, "lanes_draining", nlanes);
+    agent_status_u64(f, "rings", a->narenas);
+    agent_status_u64(f, "lanes_draining", nlanes);
     fputs(",\n  \"lanes\": [", f);
     bool first = true;
     for (size_t k = 0; k < a->narenas; k++) {

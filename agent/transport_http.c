@@ -11,6 +11,7 @@
  * frame: replies cannot be reordered or lost behind a newer request. */
 #include "transport.h"
 
+#include "http_client.h"
 #include "keys.h"
 #include "protocol.h"
 
@@ -33,49 +34,28 @@ struct http_transport {
     struct curl_slist *headers;
     char token_file[1024], ca_file[1024];
     char errbuf[CURL_ERROR_SIZE];
-    uint8_t *body;        /* the response being received, then the reply kept for recv() */
-    size_t len, cap;
-    bool overflow;        /* the response was larger than any frame */
+    /* the response being received, then the reply kept for recv(); too_big: it was larger
+     * than any frame */
+    struct http_sink resp;
     bool reply_pending;
 };
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct http_transport *h = arg;
-    size_t n = size * nmemb;
-    if (h->len + n > SYNC_MAX_FRAME + 4096) {
-        h->overflow = true;
-        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
-    }
-    if (h->len + n > h->cap) {
-        size_t ncap = h->cap ? h->cap : 4096;
-        while (ncap < h->len + n)
-            ncap *= 2;
-        uint8_t *nb = realloc(h->body, ncap);
-        if (!nb)
-            return 0;
-        h->body = nb;
-        h->cap = ncap;
-    }
-    memcpy(h->body + h->len, data, n);
-    h->len += n;
-    return n;
-}
 
 /* The "message" of the server's JSON error body, else the start of the body as text. */
 static void error_message(const struct http_transport *h, char *out, size_t outlen)
 {
+    const uint8_t *body = h->resp.buf.data;
+    size_t len = h->resp.buf.len;
     out[0] = 0;
-    json_t *j = h->len ? json_loadb((const char *)h->body, h->len, 0, NULL) : NULL;
+    json_t *j = len ? json_loadb((const char *)body, len, 0, NULL) : NULL;
     const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
     if (msg)
         snprintf(out, outlen, "%s", msg);
     json_decref(j);
-    if (msg || !h->len)
+    if (msg || !len)
         return;
-    size_t n = h->len < outlen - 1 ? h->len : outlen - 1;
+    size_t n = len < outlen - 1 ? len : outlen - 1;
     for (size_t i = 0; i < n; i++) {
-        unsigned char ch = h->body[i];
+        unsigned char ch = body[i];
         out[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : ' ';
     }
     out[n] = 0;
@@ -102,7 +82,7 @@ static int link_error(struct http_transport *h, CURLcode cc)
         snprintf(t->error, sizeof t->error, "%s", why);
         return -ECONNREFUSED;
     case CURLE_WRITE_ERROR:
-        if (h->overflow) {
+        if (h->resp.too_big) {
             snprintf(t->error, sizeof t->error, "a response larger than any frame");
             return -EMSGSIZE;
         }
@@ -116,8 +96,7 @@ static int link_error(struct http_transport *h, CURLcode cc)
 static int ht_send(struct transport *tp, const uint8_t *frame, size_t len)
 {
     struct http_transport *h = (struct http_transport *)tp;
-    h->len = 0;
-    h->overflow = false;
+    http_sink_reset(&h->resp);
     h->reply_pending = false;
     h->errbuf[0] = 0;
     tp->retry_after_ms = 0;
@@ -128,7 +107,7 @@ static int ht_send(struct transport *tp, const uint8_t *frame, size_t len)
         return link_error(h, cc);
     long status = 0;
     curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status == 200 && h->len) {
+    if (status == 200 && h->resp.buf.len) {
         h->reply_pending = true;
         return 0;
     }
@@ -146,10 +125,7 @@ static int ht_send(struct transport *tp, const uint8_t *frame, size_t len)
         return -EMSGSIZE;
     }
     if (status >= 500 || status == 429) {
-        curl_off_t ra = 0;
-        if (curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-            tp->retry_after_ms = ra * 1000 > RETRY_AFTER_MAX_MS ? RETRY_AFTER_MAX_MS
-                                                                 : (uint64_t)ra * 1000;
+        tp->retry_after_ms = http_retry_after_ms(h->curl, RETRY_AFTER_MAX_MS);
         snprintf(tp->error, sizeof tp->error, "the server is busy or failing: HTTP %ld%s%s",
                  status, msg[0] ? ", " : "", msg);
         return -EAGAIN;
@@ -164,8 +140,8 @@ static int ht_recv(struct transport *tp, int timeout_ms, const uint8_t **frame, 
     struct http_transport *h = (struct http_transport *)tp;
     if (h->reply_pending) {
         h->reply_pending = false;
-        *frame = h->body;
-        *len = h->len;
+        *frame = h->resp.buf.data;
+        *len = h->resp.buf.len;
         return 1;
     }
     /* Nothing can come unasked: wait as a socket with nothing to read would, since callers
@@ -183,7 +159,7 @@ static void ht_close(struct transport *tp)
     if (h->curl)
         curl_easy_cleanup(h->curl);
     curl_slist_free_all(h->headers);
-    free(h->body);
+    sync_buf_free(&h->resp.buf);
     free(h);
     curl_global_cleanup();
 }
@@ -272,25 +248,18 @@ static int setup_handle(struct http_transport *h, const struct transport_config 
             h->headers = l;
     if (!l)
         return -ENOMEM;
-    int bad = 0;
+    /* certificate and host name always verified */
+    const struct http_client_opts o = {.user_agent = "sidetrackd",
+                                       .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                                       .ca_file = c->ca_file};
+    h->resp.max = SYNC_MAX_FRAME + 4096;
+    int bad = http_client_setup(e, &h->resp, h->errbuf, &o);
     bad |= curl_easy_setopt(e, CURLOPT_URL, url);
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, tls ? "https" : "http");
     bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
     bad |= curl_easy_setopt(e, CURLOPT_POST, 1L);
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
-    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
-    bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
     bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->timeout_ms ? c->timeout_ms : 15000));
     bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "sidetrackd");
-    if (c->ca_file)
-        bad |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
     return bad ? -EINVAL : 0;
 }
 

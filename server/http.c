@@ -311,14 +311,20 @@ void http_resp_json(struct http_resp *resp, int status, json_t *json)
     snprintf(resp->content_type, sizeof resp->content_type, "application/json");
 }
 
-void http_resp_error(struct http_resp *resp, int status, const char *code, const char *fmt, ...)
+void http_resp_verror(struct http_resp *resp, int status, const char *code, const char *fmt,
+                      va_list ap)
 {
     char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    http_resp_json(resp, status, json_pack("{s:s, s:s}", "error_code", code, "message", msg));
+}
+
+void http_resp_error(struct http_resp *resp, int status, const char *code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    http_resp_verror(resp, status, code, fmt, ap);
     va_end(ap);
-    http_resp_json(resp, status, json_pack("{s:s, s:s}", "error_code", code, "message", msg));
 }
 
 void http_resp_header(struct http_resp *resp, const char *name, const char *value)

@@ -18,6 +18,7 @@
 #define SIDETRACK_SERVER_HTTP_H
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +102,8 @@ void http_resp_bytes(struct http_resp *resp, int status, const char *content_typ
 /* MLflow's error shape: {"error_code": code, "message": ...}. */
 void http_resp_error(struct http_resp *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+void http_resp_verror(struct http_resp *resp, int status, const char *code, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 4, 0)));
 void http_resp_header(struct http_resp *resp, const char *name, const char *value);
 
 #endif

@@ -542,11 +542,9 @@ static int inputs_tx(struct store_txn *t, void *arg)
 {
     struct inputs_op *o = arg;
     struct store_run r;
-    int rc = store_run_get(t, o->id, &r);
+    int rc = mf_run_writable(t, o->id, &r);
     if (rc < 0)
         return rc;
-    if (r.deleted)
-        return MF_REFUSED;
     size_t i;
     json_t *d;
     json_array_foreach(o->datasets, i, d)

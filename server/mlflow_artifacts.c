@@ -88,6 +88,16 @@ static json_t *list_dir(struct mf *m, struct store_txn *t, const uint8_t id[16],
     return arr;
 }
 
+/* The listing's answer: body with its "files" (left out when there are none, as MLflow does). */
+static void reply_files(struct mf *m, json_t *body, json_t *files)
+{
+    if (json_array_size(files))
+        json_object_set_new(body, "files", files);
+    else
+        json_decref(files);
+    mf_ok(m, body);
+}
+
 void mf_list_artifacts(struct mf *m)
 {
     const char *hex, *path = "";
@@ -108,12 +118,7 @@ void mf_list_artifacts(struct mf *m)
             char uri[96];
             snprintf(uri, sizeof uri, "mlflow-artifacts:/%" PRIu64 "/%s/artifacts",
                      r.experiment_id, hex);
-            json_t *body = json_pack("{s:s}", "root_uri", uri);
-            if (json_array_size(files))
-                json_object_set_new(body, "files", files);
-            else
-                json_decref(files);
-            mf_ok(m, body);
+            reply_files(m, json_pack("{s:s}", "root_uri", uri), files);
         }
     }
     store_abort(t);
@@ -165,14 +170,8 @@ static void proxy_list(struct mf *m)
         return;
     if (proxy_target(m, t, path, &r, &rest) && mf_check_artifact_path(m, rest, true)) {
         json_t *files = list_dir(m, t, r.id, rest, false);
-        if (files) {
-            json_t *body = json_object();
-            if (json_array_size(files))
-                json_object_set_new(body, "files", files);
-            else
-                json_decref(files);
-            mf_ok(m, body);
-        }
+        if (files)
+            reply_files(m, json_object(), files);
     }
     store_abort(t);
 }
@@ -300,11 +299,9 @@ static int put_tx(struct store_txn *t, void *arg)
 {
     struct put_op *o = arg;
     struct store_run r;
-    int rc = store_run_get(t, o->id, &r);
+    int rc = mf_run_writable(t, o->id, &r);
     if (rc < 0)
         return rc;
-    if (r.deleted)
-        return MF_REFUSED;
     return store_artifact_put(t, o->id, o->path, o->sha, o->size);
 }
 

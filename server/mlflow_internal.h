@@ -55,6 +55,8 @@ bool mf_i64(struct mf *m, const char *name, bool required, int64_t *out);
 bool mf_run_field(struct mf *m, const char **hex);
 /* Numbers, or "NaN", "Infinity", "-Infinity" (protobuf's JSON for doubles). */
 bool mf_json_double(const json_t *v, double *out);
+/* An int64 as protobuf's JSON has it: an integer, or a string of digits. */
+bool mf_json_i64(const json_t *v, int64_t *out);
 /* A repeated field: always an array (a single GET value becomes a one-element array, a
  * missing field an empty one); borrowed from m->p or m-owned. NULL after a failure. */
 json_t *mf_array(struct mf *m, const char *name);
@@ -76,6 +78,9 @@ bool mf_begin_read(struct mf *m, struct store_txn **t);
 #define MF_REFUSED (-100000)
 #define MF_IS_REFUSAL(rc) ((rc) <= MF_REFUSED && (rc) > MF_REFUSED - 16)
 int mf_update(struct mf *m, int (*fn)(struct store_txn *t, void *arg), void *arg);
+/* In an update's fn: the run's row in *r when it is there and active, else its -errno or
+ * MF_REFUSED (a deleted run takes nothing). */
+int mf_run_writable(struct store_txn *t, const uint8_t id[16], struct store_run *r);
 void mf_update_failed(struct mf *m, int rc);
 int64_t mf_now_ms(void);
 

@@ -27,12 +27,10 @@ int64_t mf_now_ms(void)
 
 void mf_error(struct mf *m, int status, const char *code, const char *fmt, ...)
 {
-    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    http_resp_verror(m->resp, status, code, fmt, ap);
     va_end(ap);
-    http_resp_error(m->resp, status, code, "%s", msg);
     m->failed = true;
 }
 
@@ -117,8 +115,15 @@ bool mf_str(struct mf *m, const char *name, bool required, const char **out)
     return true;
 }
 
-static bool parse_i64(const char *s, int64_t *out)
+bool mf_json_i64(const json_t *v, int64_t *out)
 {
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return true;
+    }
+    if (!json_is_string(v))
+        return false;
+    const char *s = json_string_value(v);
     char *end;
     errno = 0;
     long long x = strtoll(s, &end, 10);
@@ -136,17 +141,13 @@ bool mf_i64(struct mf *m, const char *name, bool required, int64_t *out)
             missing(m, name);
         return false;
     }
-    if (json_is_integer(v)) {
-        *out = json_integer_value(v);
+    if (mf_json_i64(v, out))
         return true;
-    }
     if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
         fabs(json_real_value(v)) < 9.2e18) {
         *out = (int64_t)json_real_value(v);
         return true;
     }
-    if (json_is_string(v) && parse_i64(json_string_value(v), out))
-        return true;
     bad_type(m, name, v);
     return false;
 }
@@ -225,6 +226,14 @@ bool mf_get_run(struct mf *m, struct store_txn *t, const char *hex, struct store
     else if (rc < 0)
         mf_store_error(m, rc, "run");
     return rc == 0;
+}
+
+int mf_run_writable(struct store_txn *t, const uint8_t id[16], struct store_run *r)
+{
+    int rc = store_run_get(t, id, r);
+    if (rc < 0)
+        return rc;
+    return r->deleted ? MF_REFUSED : 0;
 }
 
 bool mf_run_active(struct mf *m, const struct store_run *r, const char *hex)

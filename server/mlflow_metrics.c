@@ -11,6 +11,7 @@
  * than built as jansson objects. */
 #include "mlflow_batch.h"
 #include "mlflow_internal.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,38 +22,9 @@
 
 /* ---- JSON text out --------------------------------------------------------------------- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
 /* A double as jansson writes it (%.17g, with ".0" on integral values), or protobuf's
  * "NaN"/"Infinity"/"-Infinity". */
-static void sb_double(struct sbuf *b, double v)
+static void sb_double(struct sync_buf *b, double v)
 {
     char buf[40];
     int n;
@@ -65,38 +37,38 @@ static void sb_double(struct sbuf *b, double v)
         if (!strpbrk(buf, ".eE"))
             n += snprintf(buf + n, sizeof buf - (size_t)n, ".0");
     }
-    sb_put(b, buf, (size_t)n);
+    sync_buf_put(b, buf, (size_t)n);
 }
 
 /* {"key":K,"value":V,"timestamp":T,"step":S[,"run_id":R]} with K already JSON. */
-static void sb_point(struct sbuf *b, const char *key_json, const struct store_point *p,
+static void sb_point(struct sync_buf *b, const char *key_json, const struct store_point *p,
                      const char *run_hex)
 {
     char buf[96];
-    sb_str(b, "{\"key\":");
-    sb_str(b, key_json);
-    sb_str(b, ",\"value\":");
+    sync_buf_puts(b, "{\"key\":");
+    sync_buf_puts(b, key_json);
+    sync_buf_puts(b, ",\"value\":");
     sb_double(b, p->value);
     int n = snprintf(buf, sizeof buf, ",\"timestamp\":%" PRId64 ",\"step\":%" PRId64, p->ts_ms,
                      p->step);
-    sb_put(b, buf, (size_t)n);
+    sync_buf_put(b, buf, (size_t)n);
     if (run_hex) {
         n = snprintf(buf, sizeof buf, ",\"run_id\":\"%s\"", run_hex);
-        sb_put(b, buf, (size_t)n);
+        sync_buf_put(b, buf, (size_t)n);
     }
-    sb_put(b, "}", 1);
+    sync_buf_put(b, "}", 1);
 }
 
-static void sb_respond(struct mf *m, struct sbuf *b)
+static void sb_respond(struct mf *m, struct sync_buf *b)
 {
-    if (b->oom) {
+    if (b->err) {
         mf_error(m, 500, "INTERNAL_ERROR", "out of memory for the response");
-        free(b->p);
+        sync_buf_free(b);
         return;
     }
     struct http_resp *r = m->resp;
     free(r->body);
-    r->body = (uint8_t *)b->p;
+    r->body = b->data;
     r->len = b->len;
     r->status = 200;
     snprintf(r->content_type, sizeof r->content_type, "application/json");
@@ -256,25 +228,6 @@ static void batch_write(struct mf *m, struct batch *b)
     mf_update_failed(m, rc);
 }
 
-/* An int64 as protobuf's JSON has it: a number, or a string of digits. */
-static bool json_i64(const json_t *v, int64_t *out)
-{
-    if (json_is_integer(v)) {
-        *out = json_integer_value(v);
-        return true;
-    }
-    if (!json_is_string(v))
-        return false;
-    const char *s = json_string_value(v);
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
-        return false;
-    *out = x;
-    return true;
-}
-
 /* A metric {key, value, timestamp, step} of the request into out; false (request failed)
  * when it breaks MLflow's rules. */
 static bool read_metric(struct mf *m, json_t *o, bool ts_required, struct bm *out)
@@ -292,7 +245,7 @@ static bool read_metric(struct mf *m, json_t *o, bool ts_required, struct bm *ou
     out->p.ts_ms = 0;
     out->p.step = 0;
     if (ts && !json_is_null(ts)) {
-        if (!json_i64(ts, &out->p.ts_ms))
+        if (!mf_json_i64(ts, &out->p.ts_ms))
             out->p.ts_ms = -1; /* refused below, once the value is known */
     } else if (ts_required) {
         mf_invalid(m, "Missing value for required parameter 'timestamp'. See the API docs for "
@@ -312,7 +265,7 @@ static bool read_metric(struct mf *m, json_t *o, bool ts_required, struct bm *ou
                    "nonnegative long (64-bit integer) ", out->key, out->p.value);
         return false;
     }
-    if (st && !json_is_null(st) && !json_i64(st, &out->p.step)) {
+    if (st && !json_is_null(st) && !mf_json_i64(st, &out->p.step)) {
         mf_invalid(m, "Got invalid step for metric '%s' (value=%g). Step must be a valid long "
                    "(64-bit integer).", out->key, out->p.value);
         return false;
@@ -539,7 +492,7 @@ static bool history_start(struct mf *m, struct store_txn *t, const char *hex, ui
 }
 
 struct hist_out {
-    struct sbuf *b;
+    struct sync_buf *b;
     const char *key_json;
     const char *run_hex;
     size_t n;
@@ -550,10 +503,10 @@ static int hist_chunk(const struct store_point *pts, size_t n, void *arg)
     struct hist_out *h = arg;
     for (size_t i = 0; i < n; i++) {
         if (h->n++)
-            sb_put(h->b, ",", 1);
+            sync_buf_put(h->b, ",", 1);
         sb_point(h->b, h->key_json, &pts[i], h->run_hex);
     }
-    return h->b->oom ? -ENOMEM : 0;
+    return h->b->err ? -ENOMEM : 0;
 }
 
 void mf_get_history(struct mf *m)
@@ -593,10 +546,10 @@ void mf_get_history(struct mf *m)
         store_abort(t);
         return;
     }
-    struct sbuf b = {0};
+    struct sync_buf b = {0};
     char *kj = key_json(key);
     struct hist_out h = {.b = &b, .key_json = kj ? kj : "\"\""};
-    sb_str(&b, "{\"metrics\":[");
+    sync_buf_puts(&b, "{\"metrics\":[");
     int rc = 0;
     uint64_t next = 0;
     if (have && !paged) {
@@ -614,22 +567,22 @@ void mf_get_history(struct mf *m)
     store_abort(t);
     free(kj);
     if (rc < 0) {
-        free(b.p);
+        sync_buf_free(&b);
         mf_store_error(m, rc, "metric history");
         return;
     }
     if (h.n == 0) { /* protobuf's JSON leaves an empty list out */
         b.len = 0;
-        sb_str(&b, "{");
+        sync_buf_puts(&b, "{");
     } else {
-        sb_str(&b, "]");
+        sync_buf_puts(&b, "]");
     }
     if (next) {
         char buf[64];
         snprintf(buf, sizeof buf, "%s\"next_page_token\":\"%" PRIu64 "\"", h.n ? "," : "", next);
-        sb_str(&b, buf);
+        sync_buf_puts(&b, buf);
     }
-    sb_str(&b, "}");
+    sync_buf_puts(&b, "}");
     sb_respond(m, &b);
 }
 
@@ -769,10 +722,10 @@ void mf_get_history_bulk(struct mf *m)
         }
     }
     if (rc == 0 && !m->failed) {
-        struct sbuf b = {0};
+        struct sync_buf b = {0};
         char *kj = key_json(key);
         struct hist_out h = {.b = &b, .key_json = kj ? kj : "\"\""};
-        sb_str(&b, "{\"metrics\":[");
+        sync_buf_puts(&b, "{\"metrics\":[");
         for (size_t i = 0; i < nruns; i++) {
             h.run_hex = hexes[i];
             for (size_t j = 0; j < per[i].n; j++)
@@ -781,11 +734,11 @@ void mf_get_history_bulk(struct mf *m)
         }
         if (h.n == 0) {
             b.len = 0;
-            sb_str(&b, "{");
+            sync_buf_puts(&b, "{");
         } else {
-            sb_str(&b, "]");
+            sync_buf_puts(&b, "]");
         }
-        sb_str(&b, "}");
+        sync_buf_puts(&b, "}");
         free(kj);
         sb_respond(m, &b);
     } else if (rc < 0 && !m->failed) {

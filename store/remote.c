@@ -20,14 +20,20 @@ static int remote_key(uint8_t *k, const char *target, const void *key, size_t kl
     return (int)(tl + 1 + klen);
 }
 
+/* remote_key() for a write: first the transaction must be writable. */
+static int remote_wkey(struct store_txn *t, uint8_t k[ST_MAX_KEY], const char *target,
+                       const void *key, size_t klen)
+{
+    int rc = st_writable(t);
+    return rc ? rc : remote_key(k, target, key, klen);
+}
+
 int store_remote_put(struct store_txn *t, const char *target, const void *key, size_t klen,
                      const void *val, size_t vlen)
 {
     uint8_t k[ST_MAX_KEY];
-    int rc = st_writable(t), kl;
-    if (rc)
-        return rc;
-    if ((kl = remote_key(k, target, key, klen)) < 0)
+    int kl = remote_wkey(t, k, target, key, klen);
+    if (kl < 0)
         return kl;
     return st_put(t, DB_REMOTE, k, (size_t)kl, val, vlen, 0);
 }
@@ -53,10 +59,8 @@ int store_remote_get(struct store_txn *t, const char *target, const void *key, s
 int store_remote_del(struct store_txn *t, const char *target, const void *key, size_t klen)
 {
     uint8_t k[ST_MAX_KEY];
-    int rc = st_writable(t), kl;
-    if (rc)
-        return rc;
-    if ((kl = remote_key(k, target, key, klen)) < 0)
+    int kl = remote_wkey(t, k, target, key, klen);
+    if (kl < 0)
         return kl;
     return st_del(t, DB_REMOTE, k, (size_t)kl);
 }

@@ -260,11 +260,18 @@ int store_run_get(struct store_txn *t, const uint8_t id[16], struct store_run *o
     return rc;
 }
 
-int store_run_set_deleted(struct store_txn *t, const uint8_t id[16], bool deleted)
+/* row_get() of a row about to be changed: the transaction must be writable. */
+static int row_get_w(struct store_txn *t, const uint8_t id[16], struct run_row *row)
 {
     int rc = st_writable(t);
+    return rc ? rc : row_get(t, id, row);
+}
+
+int store_run_set_deleted(struct store_txn *t, const uint8_t id[16], bool deleted)
+{
     struct run_row row;
-    if (rc || (rc = row_get(t, id, &row)) < 0)
+    int rc = row_get_w(t, id, &row);
+    if (rc < 0)
         return rc;
     row.r.deleted = deleted;
     return row_put(t, &row);
@@ -272,9 +279,9 @@ int store_run_set_deleted(struct store_txn *t, const uint8_t id[16], bool delete
 
 int store_run_set_name(struct store_txn *t, const uint8_t id[16], const char *name)
 {
-    int rc = st_writable(t);
     struct run_row row;
-    if (rc || (rc = row_get(t, id, &row)) < 0)
+    int rc = row_get_w(t, id, &row);
+    if (rc < 0)
         return rc;
     if (!name || strlen(name) >= sizeof row.r.name)
         return name ? -ENAMETOOLONG : -EINVAL;
@@ -284,9 +291,9 @@ int store_run_set_name(struct store_txn *t, const uint8_t id[16], const char *na
 
 int store_run_set_experiment(struct store_txn *t, const uint8_t id[16], uint64_t experiment_id)
 {
-    int rc = st_writable(t);
     struct run_row row;
-    if (rc || (rc = row_get(t, id, &row)) < 0)
+    int rc = row_get_w(t, id, &row);
+    if (rc < 0)
         return rc;
     row.r.experiment_id = experiment_id;
     return row_put(t, &row);
@@ -398,16 +405,23 @@ int store_run_resolve(struct store_txn *t, const char *hex, uint8_t id[16])
 
 /* ---- params and tags ---- */
 
-static int kv_put(struct store_txn *t, enum st_db db, const uint8_t run[16], const char *key,
-                  const char *value, bool once)
+/* The key of a run's key/value row to write value under: its length, or -errno. */
+static int kv_wkey(struct store_txn *t, uint8_t k[ST_MAX_KEY], const uint8_t run[16],
+                   const char *key, const char *value)
 {
     int rc = st_writable(t);
     if (rc)
         return rc;
     if (!value)
         return -EINVAL;
+    return st_runkey(k, run, key);
+}
+
+static int kv_put(struct store_txn *t, enum st_db db, const uint8_t run[16], const char *key,
+                  const char *value, bool once)
+{
     uint8_t k[ST_MAX_KEY];
-    int kl = st_runkey(k, run, key);
+    int rc, kl = kv_wkey(t, k, run, key, value);
     if (kl < 0)
         return kl;
     size_t vl = strlen(value);
@@ -446,13 +460,8 @@ int store_tag_delete(struct store_txn *t, const uint8_t run[16], const char *key
 int store_input_put(struct store_txn *t, const uint8_t run[16], const char *key,
                     const char *value)
 {
-    int rc = st_writable(t);
-    if (rc)
-        return rc;
-    if (!value)
-        return -EINVAL;
     uint8_t k[ST_MAX_KEY];
-    int kl = st_runkey(k, run, key);
+    int rc, kl = kv_wkey(t, k, run, key, value);
     if (kl < 0)
         return kl;
     if ((rc = store_run_touch(t, run)) < 0)

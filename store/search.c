@@ -133,6 +133,60 @@ static int check_view(int *view, char *err, size_t errlen)
     return 0;
 }
 
+/* What a page token is bound to: the query's kind, experiments, filter, view and order. */
+static uint64_t query_digest(const char *kind, const uint64_t *experiments, size_t n_experiments,
+                             const char *filter, int view, const char *const *order_by,
+                             size_t n_order_by)
+{
+    uint64_t d = 0xcbf29ce484222325ull;
+    fnv_str(&d, kind);
+    for (size_t i = 0; i < n_experiments; i++)
+        fnv(&d, &experiments[i], sizeof experiments[i]);
+    fnv_str(&d, filter);
+    fnv(&d, &view, sizeof view);
+    for (size_t i = 0; i < n_order_by; i++)
+        fnv_str(&d, order_by[i]);
+    return d;
+}
+
+/* Where a page of a search stands: max_results and view checked (defaults filled in), the
+ * query's digest, and the offset its page_token gives (0: the first page). */
+struct page {
+    size_t max;
+    int view;
+    uint64_t digest, offset;
+};
+
+static int page_check(struct page *pg, size_t max, int view, char *err, size_t errlen)
+{
+    *pg = (struct page){.max = max, .view = view};
+    int rc = check_max(&pg->max, err, errlen);
+    return rc == 0 ? check_view(&pg->view, err, errlen) : rc;
+}
+
+/* The token must come from a query with the same digest (of the checked view). */
+static int page_seek(struct page *pg, uint64_t digest, const char *token, char *err,
+                     size_t errlen)
+{
+    pg->digest = digest;
+    return token && *token ? token_parse(token, digest, &pg->offset, err, errlen) : 0;
+}
+
+/* How many of total hits the page holds: 0 when it starts past them. */
+static size_t page_len(const struct page *pg, size_t total)
+{
+    if (pg->offset >= total)
+        return 0;
+    return total - pg->offset < pg->max ? total - (size_t)pg->offset : pg->max;
+}
+
+/* The next page's token, when hits remain after the n of this one. */
+static void page_next(const struct page *pg, size_t n, size_t total, char *tok, size_t len)
+{
+    if (pg->offset + n < total)
+        token_make(tok, len, pg->offset + n, pg->digest);
+}
+
 static bool in_view(int view, bool deleted)
 {
     return deleted ? (view & STORE_VIEW_DELETED) != 0 : (view & STORE_VIEW_ACTIVE) != 0;
@@ -374,15 +428,8 @@ static int scan_run(const struct store_run *r, void *arg)
 
 static uint64_t run_query_digest(const struct store_run_query *q, int view)
 {
-    uint64_t d = 0xcbf29ce484222325ull;
-    fnv_str(&d, "runs");
-    for (size_t i = 0; i < q->n_experiments; i++)
-        fnv(&d, &q->experiment_ids[i], sizeof q->experiment_ids[i]);
-    fnv_str(&d, q->filter);
-    fnv(&d, &view, sizeof view);
-    for (size_t i = 0; i < q->n_order_by; i++)
-        fnv_str(&d, q->order_by[i]);
-    return d;
+    return query_digest("runs", q->experiment_ids, q->n_experiments, q->filter, view,
+                        q->order_by, q->n_order_by);
 }
 
 int store_search_runs(struct store_txn *t, const struct store_run_query *q,
@@ -400,18 +447,14 @@ int store_search_runs(struct store_txn *t, const struct store_run_query *q,
         snprintf(err, errlen, "invalid search: no transaction, query, or a list without items");
         return -EINVAL;
     }
-    size_t max = q->max_results;
-    int view = q->view;
-    int rc = check_max(&max, err, errlen);
+    struct page pg;
+    int rc = page_check(&pg, q->max_results, q->view, err, errlen);
     if (rc == 0)
-        rc = check_view(&view, err, errlen);
-    uint64_t offset = 0, digest = run_query_digest(q, view);
-    if (rc == 0 && q->page_token && *q->page_token)
-        rc = token_parse(q->page_token, digest, &offset, err, errlen);
+        rc = page_seek(&pg, run_query_digest(q, pg.view), q->page_token, err, errlen);
     if (rc < 0)
         return rc;
 
-    struct run_scan x = {.t = t, .q = q, .view = view, .no = q->n_order_by};
+    struct run_scan x = {.t = t, .q = q, .view = pg.view, .no = q->n_order_by};
     struct store_filter *f = NULL;
     struct order *o = NULL;
     if ((rc = store_filter_parse(q->filter, &f, err, errlen)) < 0)
@@ -427,18 +470,16 @@ int store_search_runs(struct store_txn *t, const struct store_run_query *q,
         struct run_sort_ctx sc = {&x.h, o, x.no};
         qsort_r(x.h.v, x.h.n, sizeof *x.h.v, cmp_hits, &sc);
     }
-    if (rc == 0 && offset < x.h.n) {
-        size_t n = x.h.n - offset < max ? x.h.n - (size_t)offset : max;
+    size_t n = rc == 0 ? page_len(&pg, x.h.n) : 0;
+    if (n) {
         out->ids = malloc(n * sizeof *out->ids);
         if (!out->ids) {
             rc = -ENOMEM;
         } else {
             for (size_t i = 0; i < n; i++)
-                memcpy(out->ids[i], x.h.v[offset + i].id, 16);
+                memcpy(out->ids[i], x.h.v[pg.offset + i].id, 16);
             out->n = n;
-            if (offset + n < x.h.n)
-                token_make(out->next_page_token, sizeof out->next_page_token, offset + n,
-                           digest);
+            page_next(&pg, n, x.h.n, out->next_page_token, sizeof out->next_page_token);
         }
     }
     hits_free(&x.h);
@@ -516,13 +557,7 @@ static int cmp_exps(const void *pa, const void *pb, void *arg)
 
 static uint64_t exp_query_digest(const struct store_exp_query *q, int view)
 {
-    uint64_t d = 0xcbf29ce484222325ull;
-    fnv_str(&d, "experiments");
-    fnv_str(&d, q->filter);
-    fnv(&d, &view, sizeof view);
-    for (size_t i = 0; i < q->n_order_by; i++)
-        fnv_str(&d, q->order_by[i]);
-    return d;
+    return query_digest("experiments", NULL, 0, q->filter, view, q->order_by, q->n_order_by);
 }
 
 int store_search_experiments(struct store_txn *t, const struct store_exp_query *q,
@@ -539,14 +574,10 @@ int store_search_experiments(struct store_txn *t, const struct store_exp_query *
         snprintf(err, errlen, "invalid search: no transaction, query, or a list without items");
         return -EINVAL;
     }
-    size_t max = q->max_results;
-    int view = q->view;
-    int rc = check_max(&max, err, errlen);
+    struct page pg;
+    int rc = page_check(&pg, q->max_results, q->view, err, errlen);
     if (rc == 0)
-        rc = check_view(&view, err, errlen);
-    uint64_t offset = 0, digest = exp_query_digest(q, view);
-    if (rc == 0 && q->page_token && *q->page_token)
-        rc = token_parse(q->page_token, digest, &offset, err, errlen);
+        rc = page_seek(&pg, exp_query_digest(q, pg.view), q->page_token, err, errlen);
     if (rc < 0)
         return rc;
 
@@ -558,24 +589,22 @@ int store_search_experiments(struct store_txn *t, const struct store_exp_query *
         store_filter_free(f);
         return rc;
     }
-    struct exp_scan x = {.t = t, .f = f, .view = view};
+    struct exp_scan x = {.t = t, .f = f, .view = pg.view};
     rc = store_experiment_foreach(t, scan_experiment, &x);
     if (rc == 0 && x.n) {
         struct exp_sort_ctx sc = {o, q->n_order_by};
         qsort_r(x.v, x.n, sizeof *x.v, cmp_exps, &sc);
     }
-    if (rc == 0 && offset < x.n) {
-        size_t n = x.n - offset < max ? x.n - (size_t)offset : max;
+    size_t n = rc == 0 ? page_len(&pg, x.n) : 0;
+    if (n) {
         out->ids = malloc(n * sizeof *out->ids);
         if (!out->ids) {
             rc = -ENOMEM;
         } else {
             for (size_t i = 0; i < n; i++)
-                out->ids[i] = x.v[offset + i].id;
+                out->ids[i] = x.v[pg.offset + i].id;
             out->n = n;
-            if (offset + n < x.n)
-                token_make(out->next_page_token, sizeof out->next_page_token, offset + n,
-                           digest);
+            page_next(&pg, n, x.n, out->next_page_token, sizeof out->next_page_token);
         }
     }
     free(x.v);

@@ -103,6 +103,33 @@ static int apply_op(struct store_txn *t, const struct sync_msg *m, uint32_t i, c
     return -EBADMSG;
 }
 
+/* An op that failed: the transaction is dropped; an op the store refuses as invalid makes the
+ * batch malformed. */
+static int op_failed(struct store_txn *t, int r)
+{
+    store_abort(t);
+    return r == -EINVAL || r == -ENAMETOOLONG ? -EBADMSG : r;
+}
+
+typedef int (*apply_fn)(struct store *s, const struct sync_msg *m, const char *host,
+                        struct apply_result *res);
+
+/* One transaction of fn, tried again after the store's map is grown when it was full. */
+static int with_growth(apply_fn fn, struct store *s, const struct sync_msg *m, const char *host,
+                       struct apply_result *res)
+{
+    for (int tries = 0;; tries++) {
+        int r = fn(s, m, host, res);
+        if (r == -ENOSPC && store_map_full(s) && tries < 8) {
+            int g = store_grow(s);
+            if (g < 0)
+                return g;
+            continue;
+        }
+        return r;
+    }
+}
+
 static int apply_once(struct store *s, const struct sync_msg *m, const char *host,
                       struct apply_result *res)
 {
@@ -129,10 +156,8 @@ static int apply_once(struct store *s, const struct sync_msg *m, const char *hos
             res->skipped++;
             continue;
         }
-        if ((r = apply_op(t, m, i, host, res)) < 0) {
-            store_abort(t);
-            return r == -EINVAL || r == -ENAMETOOLONG ? -EBADMSG : r;
-        }
+        if ((r = apply_op(t, m, i, host, res)) < 0)
+            return op_failed(t, r);
         res->applied++;
     }
     if (m->last + 1 > peer.hwm)
@@ -154,16 +179,7 @@ static int apply_once(struct store *s, const struct sync_msg *m, const char *hos
 int apply_batch(struct store *s, const struct sync_msg *m, const char *host,
                 struct apply_result *res)
 {
-    for (int tries = 0;; tries++) {
-        int r = apply_once(s, m, host, res);
-        if (r == -ENOSPC && store_map_full(s) && tries < 8) {
-            int g = store_grow(s);
-            if (g < 0)
-                return g;
-            continue;
-        }
-        return r;
-    }
+    return with_growth(apply_once, s, m, host, res);
 }
 
 /* ---- runs snapshots (bundles of kind "runs") ---- */
@@ -289,10 +305,8 @@ static int snapshot_once(struct store *s, const struct sync_msg *m, const char *
     if (r < 0)
         return r;
     for (uint32_t i = 0; i < m->nops; i++) {
-        if ((r = snapshot_op(t, m, i, host, res)) < 0) {
-            store_abort(t);
-            return r == -EINVAL || r == -ENAMETOOLONG ? -EBADMSG : r;
-        }
+        if ((r = snapshot_op(t, m, i, host, res)) < 0)
+            return op_failed(t, r);
         if (r > 0)
             res->applied++;
         else
@@ -306,14 +320,5 @@ int apply_snapshot(struct store *s, const struct sync_msg *m, const char *host,
 {
     if (m->type != SYNC_BATCH)
         return -EINVAL;
-    for (int tries = 0;; tries++) {
-        int r = snapshot_once(s, m, host, res);
-        if (r == -ENOSPC && store_map_full(s) && tries < 8) {
-            int g = store_grow(s);
-            if (g < 0)
-                return g;
-            continue;
-        }
-        return r;
-    }
+    return with_growth(snapshot_once, s, m, host, res);
 }

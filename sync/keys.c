@@ -63,25 +63,19 @@ int sync_keys_gen(const char *dir, const char *name, char pub[SYNC_KEY_Z85 + 1])
     return r;
 }
 
-/* Finds "NAME = VALUE" (or a bare VALUE line when name is NULL) in a small key file. */
-static int read_field(const char *path, const char *name, char out[SYNC_KEY_Z85 + 1],
-                      struct stat *st)
+/* Reads the first "NAME = VALUE" line (or, name NULL, the first line that is not blank or a
+ * comment) of a small secret file into out: VALUE must be want characters that valid()
+ * accepts, else -EBADMSG. Closes f; the line read is wiped. */
+static int read_value(FILE *f, const char *name, size_t want, int (*valid)(const char *),
+                      char *out)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -errno;
-    if (st && fstat(fileno(f), st) < 0) {
-        int e = -errno;
-        fclose(f);
-        return e;
-    }
     char line[512];
     int r = -EBADMSG;
     while (fgets(line, sizeof line, f)) {
         char *p = line;
         while (*p == ' ' || *p == '\t')
             p++;
-        if (*p == '#' || *p == '\n' || !*p)
+        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
             continue;
         if (name) {
             size_t n = strlen(name);
@@ -96,16 +90,31 @@ static int read_field(const char *path, const char *name, char out[SYNC_KEY_Z85 
                 p++;
         }
         size_t len = strcspn(p, " \t\r\n");
-        if (len == SYNC_KEY_Z85) {
+        if (len == want) {
             memcpy(out, p, len);
             out[len] = 0;
-            r = sync_key_valid(out) ? 0 : -EBADMSG;
+            r = valid(out) ? 0 : -EBADMSG;
         }
         break;
     }
     memset(line, 0, sizeof line);
     fclose(f);
     return r;
+}
+
+/* Finds "NAME = VALUE" (or a bare VALUE line when name is NULL) in a small key file. */
+static int read_field(const char *path, const char *name, char out[SYNC_KEY_Z85 + 1],
+                      struct stat *st)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    if (st && fstat(fileno(f), st) < 0) {
+        int e = -errno;
+        fclose(f);
+        return e;
+    }
+    return read_value(f, name, SYNC_KEY_Z85, sync_key_valid, out);
 }
 
 int sync_keys_read_pair(const char *path, char pub[SYNC_KEY_Z85 + 1], char sec[SYNC_KEY_Z85 + 1])
@@ -184,24 +193,7 @@ int sync_token_read(const char *path, char out[SYNC_TOKEN_LEN + 1])
         fclose(f);
         return -EPERM;
     }
-    char line[512];
-    int r = -EBADMSG;
-    while (fgets(line, sizeof line, f)) {
-        char *p = line;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
-            continue;
-        size_t len = strcspn(p, " \t\r\n");
-        if (len == SYNC_TOKEN_LEN) {
-            memcpy(out, p, len);
-            out[len] = 0;
-            r = sync_token_valid(out) ? 0 : -EBADMSG;
-        }
-        break;
-    }
-    memset(line, 0, sizeof line);
-    fclose(f);
+    int r = read_value(f, NULL, SYNC_TOKEN_LEN, sync_token_valid, out);
     if (r < 0)
         memset(out, 0, SYNC_TOKEN_LEN + 1);
     return r;

@@ -25,6 +25,7 @@
 #include "mlflow_push.h"
 
 #include "mlflow_rest.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -116,56 +117,6 @@ void mlflow_target_from_env(struct mlflow_target *t)
         t->insecure_tls = true;
 }
 
-/* A growing text buffer: request bodies, URLs. An allocation failure sticks (oom). */
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_puts(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n >= 0)
-        buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-static void buf_reset(struct buf *b)
-{
-    b->len = 0;
-    b->oom = false;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
 /* Length of a valid UTF-8 sequence at s, or 0 for an invalid byte. */
 static size_t utf8_seq(const unsigned char *s)
 {
@@ -187,30 +138,30 @@ static size_t utf8_seq(const unsigned char *s)
 }
 
 /* A JSON string literal; invalid UTF-8 bytes become U+FFFD (MLflow would refuse the body). */
-static void buf_json_str(struct buf *b, const char *str)
+static void buf_json_str(struct sync_buf *b, const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
-    buf_add(b, "\"", 1);
+    sync_buf_put(b, "\"", 1);
     while (*s) {
         size_t n = utf8_seq(s);
         if (!n) {
-            buf_add(b, "\\ufffd", 6);
+            sync_buf_put(b, "\\ufffd", 6);
             s++;
         } else if (*s == '"' || *s == '\\') {
             char e[2] = {'\\', (char)*s};
-            buf_add(b, e, 2);
+            sync_buf_put(b, e, 2);
             s++;
         } else if (*s < 0x20 || *s == 0x7f) {
             char e[8];
             snprintf(e, sizeof e, "\\u%04x", *s);
-            buf_add(b, e, 6);
+            sync_buf_put(b, e, 6);
             s++;
         } else {
-            buf_add(b, (const char *)s, n);
+            sync_buf_put(b, (const char *)s, n);
             s += n;
         }
     }
-    buf_add(b, "\"", 1);
+    sync_buf_put(b, "\"", 1);
 }
 
 /* Bytes buf_json_str() writes for s. */
@@ -231,14 +182,14 @@ static size_t json_str_len(const char *str)
 }
 
 /* A double as protobuf's JSON reads it: NaN and the infinities as strings. */
-static void buf_json_double(struct buf *b, double v)
+static void buf_json_double(struct sync_buf *b, double v)
 {
     if (isnan(v))
-        buf_puts(b, "\"NaN\"");
+        sync_buf_puts(b, "\"NaN\"");
     else if (isinf(v))
-        buf_puts(b, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+        sync_buf_puts(b, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
     else
-        buf_printf(b, "%.17g", v);
+        sync_buf_printf(b, "%.17g", v);
 }
 
 static size_t utf8_chars(const char *s)
@@ -322,7 +273,7 @@ struct push {
     char target[24];
     uint64_t fail_since; /* monotonic ms of the first of consecutive failures; 0: none */
     uint32_t backoff_ms;
-    struct buf body, url;
+    struct sync_buf body, url;
     struct store_point *pts;
     size_t pts_cap;
     int depth; /* parents being made sure of */
@@ -541,20 +492,20 @@ static int wait_retry(struct push *p, const struct run_work *w, const struct mlf
 }
 
 /* One attempt, counted. */
-static int call_once(struct push *p, const char *method, const char *url, const struct buf *body,
-                     const char *upload, struct mlflow_reply *rep)
+static int call_once(struct push *p, const char *method, const char *url,
+                     const struct sync_buf *body, const char *upload, struct mlflow_reply *rep)
 {
     if (stopping(p)) {
         memset(rep, 0, sizeof *rep);
         return fail(p, -EINTR, "stopped");
     }
-    if (body && body->oom) {
+    if (body && body->err) {
         memset(rep, 0, sizeof *rep);
         return fail(p, -ENOMEM, "out of memory");
     }
     p->st->requests++;
-    int rc = mlflow_rest_call(p->rest, method, url, body ? body->p : NULL, body ? body->len : 0,
-                              upload, rep);
+    int rc = mlflow_rest_call(p->rest, method, url, body ? (const char *)body->data : NULL,
+                              body ? body->len : 0, upload, rep);
     if (rc == 0)
         reset_failures(p);
     return rc;
@@ -562,7 +513,7 @@ static int call_once(struct push *p, const char *method, const char *url, const 
 
 /* An idempotent request: retried until it gets an answer that is not "try again". */
 static int call_retry(struct push *p, const struct run_work *w, const char *method,
-                      const char *url, const struct buf *body, const char *upload,
+                      const char *url, const struct sync_buf *body, const char *upload,
                       struct mlflow_reply *rep)
 {
     for (;;) {
@@ -613,17 +564,14 @@ static int run_failed(struct push *p, struct run_work *w, int rc, const struct m
 static const char *api(struct push *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static const char *api(struct push *p, const char *fmt, ...)
 {
-    char *tmp = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int n = vasprintf(&tmp, fmt, ap);
+    sync_buf_reset(&p->url);
+    sync_buf_puts(&p->url, "/api/2.0/mlflow/");
+    sync_buf_vprintf(&p->url, fmt, ap);
     va_end(ap);
-    buf_reset(&p->url);
-    buf_puts(&p->url, "/api/2.0/mlflow/");
-    if (n >= 0)
-        buf_add(&p->url, tmp, (size_t)n);
-    free(tmp);
-    return p->url.oom || n < 0 ? "/" : p->url.p;
+    const char *url = sync_buf_str(&p->url);
+    return url ? url : "/";
 }
 
 /* ---- experiments and runs --------------------------------------------------------------- */
@@ -678,10 +626,10 @@ static int experiment_id(struct push *p, struct run_work *w, char *id, size_t id
         if (rc != -ENOENT)
             break;
         mlflow_reply_clear(&rep);
-        buf_reset(&p->body);
-        buf_puts(&p->body, "{\"name\":");
+        sync_buf_reset(&p->body);
+        sync_buf_puts(&p->body, "{\"name\":");
         buf_json_str(&p->body, w->exp_name);
-        buf_puts(&p->body, "}");
+        sync_buf_puts(&p->body, "}");
         rc = call_retry(p, w, "POST", api(p, "experiments/create"), &p->body, NULL, &rep);
         if (rc == 0) {
             const char *eid = json_string_value(json_object_get(rep.json, "experiment_id"));
@@ -752,12 +700,13 @@ static int record_run(struct push *p, struct run_work *w)
 static int find_created(struct push *p, struct run_work *w, const char *exp_id, bool *found)
 {
     *found = false;
-    buf_reset(&p->body);
-    buf_puts(&p->body, "{\"experiment_ids\":[");
+    sync_buf_reset(&p->body);
+    sync_buf_puts(&p->body, "{\"experiment_ids\":[");
     buf_json_str(&p->body, exp_id);
-    buf_printf(&p->body, "],\"filter\":\"tags.`" TAG_SOURCE "` = '%s'\",\"run_view_type\":\"ALL\","
-                         "\"max_results\":10}",
-               w->hex);
+    sync_buf_printf(&p->body,
+                    "],\"filter\":\"tags.`" TAG_SOURCE "` = '%s'\",\"run_view_type\":\"ALL\","
+                    "\"max_results\":10}",
+                    w->hex);
     struct mlflow_reply rep;
     int rc = call_retry(p, w, "POST", api(p, "runs/search"), &p->body, NULL, &rep);
     if (rc < 0) {
@@ -785,26 +734,26 @@ static int create_run(struct push *p, struct run_work *w, const char *exp_id)
         return rc;
     w->intent = true;
 
-    buf_reset(&p->body);
-    buf_puts(&p->body, "{\"experiment_id\":");
+    sync_buf_reset(&p->body);
+    sync_buf_puts(&p->body, "{\"experiment_id\":");
     buf_json_str(&p->body, exp_id);
     if (w->r.name[0]) {
-        buf_puts(&p->body, ",\"run_name\":");
+        sync_buf_puts(&p->body, ",\"run_name\":");
         buf_json_str(&p->body, w->r.name);
     }
     if (w->r.start_ms > 0)
-        buf_printf(&p->body, ",\"start_time\":%lld", (long long)w->r.start_ms);
+        sync_buf_printf(&p->body, ",\"start_time\":%lld", (long long)w->r.start_ms);
     if (w->r.user[0]) {
-        buf_puts(&p->body, ",\"user_id\":");
+        sync_buf_puts(&p->body, ",\"user_id\":");
         buf_json_str(&p->body, w->r.user);
     }
-    buf_printf(&p->body, ",\"tags\":[{\"key\":\"" TAG_SOURCE "\",\"value\":\"%s\"}", w->hex);
+    sync_buf_printf(&p->body, ",\"tags\":[{\"key\":\"" TAG_SOURCE "\",\"value\":\"%s\"}", w->hex);
     if (w->r.user[0]) {
-        buf_puts(&p->body, ",{\"key\":\"mlflow.user\",\"value\":");
+        sync_buf_puts(&p->body, ",{\"key\":\"mlflow.user\",\"value\":");
         buf_json_str(&p->body, w->r.user);
-        buf_puts(&p->body, "}");
+        sync_buf_puts(&p->body, "}");
     }
-    buf_puts(&p->body, "]}");
+    sync_buf_puts(&p->body, "]}");
     struct mlflow_reply rep;
     rc = call_retry(p, w, "POST", api(p, "runs/create"), &p->body, NULL, &rep);
     if (rc < 0) {
@@ -1261,32 +1210,32 @@ static int write_points(struct push *p, struct store_txn *t, struct run_work *w,
     int rc = store_metric_range(t, w->r.id, key, it->from, it->n, p->pts);
     if (rc < 0)
         return rc;
-    struct buf kb = {0};
+    struct sync_buf kb = {0};
     buf_json_str(&kb, key);
-    if (kb.oom) {
-        free(kb.p);
+    if (kb.err) {
+        sync_buf_free(&kb);
         return -ENOMEM;
     }
-    const char *ek = kb.p;
+    const char *ek = (const char *)kb.data;
     size_t kl = kb.len;
     for (uint64_t i = 0; i < it->n; i++) {
         const struct store_point *pt = &p->pts[i];
-        buf_puts(&p->body, *first ? "{\"key\":" : ",{\"key\":");
+        sync_buf_puts(&p->body, *first ? "{\"key\":" : ",{\"key\":");
         *first = false;
-        buf_add(&p->body, ek, kl);
-        buf_puts(&p->body, ",\"value\":");
+        sync_buf_put(&p->body, ek, kl);
+        sync_buf_puts(&p->body, ",\"value\":");
         buf_json_double(&p->body, pt->value);
-        buf_printf(&p->body, ",\"timestamp\":%lld,\"step\":%lld}", (long long)pt->ts_ms,
-                   (long long)pt->step);
+        sync_buf_printf(&p->body, ",\"timestamp\":%lld,\"step\":%lld}", (long long)pt->ts_ms,
+                        (long long)pt->step);
     }
-    free(kb.p);
+    sync_buf_free(&kb);
     return 0;
 }
 
 static int body_build(struct push *p, struct run_work *w, const struct batch *b)
 {
-    buf_reset(&p->body);
-    buf_puts(&p->body, "{\"run_id\":");
+    sync_buf_reset(&p->body);
+    sync_buf_puts(&p->body, "{\"run_id\":");
     buf_json_str(&p->body, w->remote_id);
     static const char *const names[] = {"params", "tags", "metrics"};
     static const char kinds[] = {'p', 't', 'm'};
@@ -1299,7 +1248,7 @@ static int body_build(struct push *p, struct run_work *w, const struct batch *b)
             any |= b->v[i].kind == kinds[s];
         if (!any)
             continue;
-        buf_printf(&p->body, ",\"%s\":[", names[s]);
+        sync_buf_printf(&p->body, ",\"%s\":[", names[s]);
         for (size_t i = 0; i < b->n && rc == 0; i++) {
             const struct item *it = &b->v[i];
             if (it->kind != kinds[s])
@@ -1311,21 +1260,21 @@ static int body_build(struct push *p, struct run_work *w, const struct batch *b)
                 continue;
             }
             const struct kv *e = it->kind == 'p' ? &w->params[it->idx] : &w->tags[it->idx];
-            buf_puts(&p->body, first ? "{\"key\":" : ",{\"key\":");
+            sync_buf_puts(&p->body, first ? "{\"key\":" : ",{\"key\":");
             first = false;
             buf_json_str(&p->body, e->key);
-            buf_puts(&p->body, ",\"value\":");
+            sync_buf_puts(&p->body, ",\"value\":");
             buf_json_str(&p->body, e->value);
-            buf_puts(&p->body, "}");
+            sync_buf_puts(&p->body, "}");
         }
-        buf_puts(&p->body, "]");
+        sync_buf_puts(&p->body, "]");
     }
     store_abort(t);
-    buf_puts(&p->body, "}");
+    sync_buf_puts(&p->body, "}");
     if (rc < 0)
         return fail(p, rc, "cannot read run %s's points from the store: %s", w->hex,
                     store_strerror(rc));
-    if (p->body.oom)
+    if (p->body.err)
         return fail(p, -ENOMEM, "out of memory");
     return 0;
 }
@@ -1552,7 +1501,7 @@ static char *artifact_url(struct push *p, const struct run_work *w, const char *
 {
     const char *uri = w->artifact_uri ? w->artifact_uri : "";
     const char *rest;
-    struct buf u = {0};
+    struct sync_buf u = {0};
     char *ep = mlflow_url_escape(path, true);
     if (!ep)
         return NULL;
@@ -1569,27 +1518,27 @@ static char *artifact_url(struct push *p, const struct run_work *w, const char *
             free(ep);
             return NULL;
         }
-        buf_puts(&u, mlflow_rest_base(p->rest));
-        buf_puts(&u, "/api/2.0/mlflow-artifacts/artifacts/");
-        buf_puts(&u, er);
+        sync_buf_puts(&u, mlflow_rest_base(p->rest));
+        sync_buf_puts(&u, "/api/2.0/mlflow-artifacts/artifacts/");
+        sync_buf_puts(&u, er);
         free(er);
     } else if (!strncmp(uri, "http://", 7) || !strncmp(uri, "https://", 8)) {
-        buf_puts(&u, uri);
+        sync_buf_puts(&u, uri);
     } else {
         *why = "unsupported artifact store";
         free(ep);
         return NULL;
     }
-    while (u.len && u.p[u.len - 1] == '/')
-        u.p[--u.len] = '\0';
-    buf_puts(&u, "/");
-    buf_puts(&u, ep);
+    while (u.len && u.data[u.len - 1] == '/')
+        u.data[--u.len] = '\0';
+    sync_buf_puts(&u, "/");
+    sync_buf_puts(&u, ep);
     free(ep);
-    if (u.oom) {
-        free(u.p);
+    if (u.err) {
+        sync_buf_free(&u);
         return NULL;
     }
-    return u.p;
+    return (char *)u.data;
 }
 
 static int push_artifacts(struct push *p, struct run_work *w)
@@ -1653,13 +1602,13 @@ static int push_end(struct push *p, struct run_work *w)
 {
     if (!w->end_due)
         return 0;
-    buf_reset(&p->body);
-    buf_puts(&p->body, "{\"run_id\":");
+    sync_buf_reset(&p->body);
+    sync_buf_puts(&p->body, "{\"run_id\":");
     buf_json_str(&p->body, w->remote_id);
-    buf_printf(&p->body, ",\"status\":\"%s\"", store_run_status_name(w->r.status));
+    sync_buf_printf(&p->body, ",\"status\":\"%s\"", store_run_status_name(w->r.status));
     if (w->r.end_ms > 0)
-        buf_printf(&p->body, ",\"end_time\":%lld", (long long)w->r.end_ms);
-    buf_puts(&p->body, "}");
+        sync_buf_printf(&p->body, ",\"end_time\":%lld", (long long)w->r.end_ms);
+    sync_buf_puts(&p->body, "}");
     struct mlflow_reply rep;
     int rc = call_retry(p, w, "POST", api(p, "runs/update"), &p->body, NULL, &rep);
     if (rc < 0) {
@@ -1880,8 +1829,8 @@ int mlflow_push_run_once(struct store *s, const struct mlflow_target *t,
     mlflow_rest_free(p.rest);
     if (lock_fd >= 0)
         close(lock_fd); /* the lock goes with it */
-    free(p.body.p);
-    free(p.url.p);
+    sync_buf_free(&p.body);
+    sync_buf_free(&p.url);
     free(p.pts);
     if (rc < 0)
         return rc;

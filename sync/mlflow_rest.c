@@ -8,6 +8,8 @@
  */
 #include "mlflow_rest.h"
 
+#include "http_client.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -24,10 +26,7 @@ struct mlflow_rest {
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
     const struct mlflow_target *t;
     char curl_err[CURL_ERROR_SIZE];
-    /* the answer being read */
-    char *buf;
-    size_t len, cap;
-    bool too_big;
+    struct http_sink answer; /* the answer being read */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -40,6 +39,7 @@ int mlflow_rest_new(struct mlflow_rest **out, const struct mlflow_target *t)
     if (!r)
         return -ENOMEM;
     r->t = t;
+    r->answer.max = MAX_ANSWER - 1; /* and its NUL */
     r->base = strdup(t->url);
     if (!r->base) {
         free(r);
@@ -70,35 +70,11 @@ void mlflow_rest_free(struct mlflow_rest *r)
         curl_easy_cleanup(r->h);
     free(r->base);
     free(r->auth_header);
-    free(r->buf);
+    sync_buf_free(&r->answer.buf);
     free(r);
 }
 
 const char *mlflow_rest_base(const struct mlflow_rest *r) { return r->base; }
-
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
-{
-    struct mlflow_rest *r = arg;
-    size_t len = size * n;
-    if (r->len + len + 1 > r->cap) {
-        if (r->len + len + 1 > MAX_ANSWER) {
-            r->too_big = true;
-            return 0;
-        }
-        size_t cap = r->cap ? r->cap : 16384;
-        while (cap < r->len + len + 1)
-            cap *= 2;
-        char *b = realloc(r->buf, cap);
-        if (!b)
-            return 0;
-        r->buf = b;
-        r->cap = cap;
-    }
-    memcpy(r->buf + r->len, p, len);
-    r->len += len;
-    r->buf[r->len] = '\0';
-    return len;
-}
 
 void mlflow_reply_clear(struct mlflow_reply *rep)
 {
@@ -134,23 +110,15 @@ static void set_common(struct mlflow_rest *r, const char *url)
     CURL *h = r->h;
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->curl_err);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "sidetrack-push/" "1");
+    const struct http_client_opts o = {.user_agent = "sidetrack-push/1",
+                                       .connect_timeout_ms = 10000L,
+                                       .ca_file = t->ca_file,
+                                       .insecure_tls = t->insecure_tls};
+    http_client_setup(h, &r->answer, r->curl_err, &o);
     if (t->username && *t->username && !r->auth_header) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, t->username);
         curl_easy_setopt(h, CURLOPT_PASSWORD, t->password ? t->password : "");
-    }
-    if (t->insecure_tls) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    } else if (t->ca_file && *t->ca_file) {
-        curl_easy_setopt(h, CURLOPT_CAINFO, t->ca_file);
     }
 }
 
@@ -185,11 +153,8 @@ int mlflow_rest_call(struct mlflow_rest *r, const char *method, const char *url,
         snprintf(full, n, "%s%s", r->base, url);
     }
     set_common(r, full ? full : url);
-    r->len = 0;
-    r->too_big = false;
+    http_sink_reset(&r->answer);
     r->curl_err[0] = '\0';
-    if (r->buf)
-        r->buf[0] = '\0';
 
     struct curl_slist *hdr = NULL, *h2;
     FILE *f = NULL;
@@ -237,7 +202,7 @@ int mlflow_rest_call(struct mlflow_rest *r, const char *method, const char *url,
 
     CURLcode cc = curl_easy_perform(r->h);
     if (cc != CURLE_OK) {
-        if (r->too_big) {
+        if (r->answer.too_big) {
             snprintf(rep->message, sizeof rep->message, "the answer is larger than %u MiB",
                      MAX_ANSWER >> 20);
             rc = -EMSGSIZE;
@@ -253,18 +218,17 @@ int mlflow_rest_call(struct mlflow_rest *r, const char *method, const char *url,
         goto out;
     }
     curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &rep->status);
-    curl_off_t ra = 0;
-    if (curl_easy_getinfo(r->h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-        rep->retry_after_ms = ra > 3600 ? 3600000u : (uint32_t)ra * 1000u;
-    if (r->len) {
+    rep->retry_after_ms = (uint32_t)http_retry_after_ms(r->h, 3600000u);
+    const char *raw = sync_buf_str(&r->answer.buf);
+    if (raw && r->answer.buf.len) {
         json_error_t je;
-        rep->json = json_loadb(r->buf, r->len, JSON_ALLOW_NUL, &je);
+        rep->json = json_loadb(raw, r->answer.buf.len, JSON_ALLOW_NUL, &je);
     }
     long s = rep->status;
     if (s >= 200 && s < 300) {
         rc = 0;
     } else {
-        read_error(rep, r->buf);
+        read_error(rep, raw);
         if (s == 408 || s == 429 || s >= 500)
             rc = -EAGAIN;
         else if (s == 401 || s == 403)

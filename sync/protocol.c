@@ -24,6 +24,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdalign.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,6 +111,62 @@ static void buf_put(struct sync_buf *b, const void *p, size_t n)
             memcpy(d, p, n);
         b->len += n;
     }
+}
+
+void sync_buf_put(struct sync_buf *b, const void *p, size_t n)
+{
+    if (n == SIZE_MAX) {
+        if (!b->err)
+            b->err = -ENOMEM;
+        return;
+    }
+    uint8_t *d = buf_room(b, n + 1);
+    if (d) {
+        if (n)
+            memcpy(d, p, n);
+        b->len += n;
+        d[n] = '\0';
+    }
+}
+
+void sync_buf_puts(struct sync_buf *b, const char *s) { sync_buf_put(b, s, strlen(s)); }
+
+void sync_buf_vprintf(struct sync_buf *b, const char *fmt, va_list ap)
+{
+    if (b->err)
+        return;
+    va_list again;
+    va_copy(again, ap);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    if (n < 0) {
+        b->err = -EINVAL;
+    } else if ((size_t)n < sizeof tmp) {
+        sync_buf_put(b, tmp, (size_t)n);
+    } else {
+        /* longer than the stack buffer: format straight into the buffer's room */
+        uint8_t *d = buf_room(b, (size_t)n + 1);
+        if (d) {
+            vsnprintf((char *)d, (size_t)n + 1, fmt, again);
+            b->len += (size_t)n;
+        }
+    }
+    va_end(again);
+}
+
+void sync_buf_printf(struct sync_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sync_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+const char *sync_buf_str(const struct sync_buf *b)
+{
+    if (b->err)
+        return NULL;
+    return b->len ? (const char *)b->data : "";
 }
 
 /* Appends what an st_mpw holds, and frees it. */

@@ -45,6 +45,7 @@
 
 #include "store.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,6 +75,16 @@ struct sync_buf {
 void sync_buf_init(struct sync_buf *b);
 void sync_buf_free(struct sync_buf *b);
 void sync_buf_reset(struct sync_buf *b);
+/* The same buffer as text (JSON bodies, URLs): appends keep a NUL after the bytes (not counted
+ * in len), and an allocation failure sticks (err) like a frame's. */
+void sync_buf_put(struct sync_buf *b, const void *p, size_t n);
+void sync_buf_puts(struct sync_buf *b, const char *s);
+void sync_buf_printf(struct sync_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sync_buf_vprintf(struct sync_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+/* The text appended since the last reset; NULL after an error. */
+const char *sync_buf_str(const struct sync_buf *b);
 
 /* ---- encoding (the CRC trailer is added by *_finish / the single-call encoders) ---- */
 int sync_encode_hello(struct sync_buf *b, const uint8_t agent[16], const char *host,

@@ -157,6 +157,9 @@ int cli_store_error(int err, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* Settles c->data_dir (--data, else the default); CLI_FAIL, said, when there is none. */
 int cli_data_dir(struct cli *c);
 int cli_begin(struct cli *c, struct store_txn **t);
+/* Opens c->store for a command that writes there (flags: store_open's). CLI_OK, or CLI_FAIL
+ * after saying why; who may write it is said with hint ("run it as the agent's user"). */
+int cli_open_store_rw(struct cli *c, unsigned flags, const char *hint);
 /* cli_begin(), then resolves RUN (a full id or a unique prefix) into id. Returns CLI_OK with
  * *t open, or CLI_FAIL after ending it and saying why (no such run, ambiguous prefix with the
  * runs it matches, not an id). */
@@ -245,6 +248,8 @@ void format_double_short(char *buf, size_t len, double v);
 void format_time_ms(char *buf, size_t len, int64_t ms, bool with_ms);
 /* "850ms", "12.3s", "4m05s", "2h07m", "3d04h"; "-" when negative. */
 void format_duration(char *buf, size_t len, int64_t ms);
+/* 1234567 -> "1,234,567"; returns buf. */
+const char *format_count(uint64_t v, char *buf, size_t len);
 /* Lowercase hex of n bytes; out holds 2n + 1. */
 void format_hex(const uint8_t *bytes, size_t n, char *out);
 /* Milliseconds since the epoch, now. */

@@ -21,21 +21,6 @@
 
 /* ---- numbers for people ---- */
 
-/* 1234567 -> "1,234,567" */
-static const char *fmt_count(uint64_t v, char *buf, size_t len)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%llu", (unsigned long long)v);
-    size_t o = 0;
-    for (int i = 0; i < n && o + 2 < len; i++) {
-        if (i && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = digits[i];
-    }
-    buf[o] = 0;
-    return buf;
-}
-
 /* Decimal units, as disks and networks count: "45.6 MB". */
 static const char *fmt_bytes(uint64_t v, char *buf, size_t len)
 {
@@ -111,8 +96,8 @@ static int bar_draw(const struct bundle_progress *p, void *arg)
     fprintf(stderr, "\r%-9s %3d%% [%s] %s of %s%s", verb[p->phase], (int)(frac * 100), bar,
             done, p->phase == BUNDLE_WRITING ? "~" : "", total);
     if (p->ops_total)
-        fprintf(stderr, "  %s/%s ops", fmt_count(p->ops_done, ops, sizeof ops),
-                fmt_count(p->ops_total, opst, sizeof opst));
+        fprintf(stderr, "  %s/%s ops", format_count(p->ops_done, ops, sizeof ops),
+                format_count(p->ops_total, opst, sizeof opst));
     fprintf(stderr, "  %s/s%s\x1b[K", r, eta);
     fflush(stderr);
     b->drawn = true;
@@ -142,17 +127,8 @@ static int open_rw(struct cli *c, bool must_exist)
                   c->data_dir);
         return CLI_FAIL;
     }
-    int r = store_open(&c->store, c->data_dir, 0, 0);
-    if (r == 0)
-        return CLI_OK;
-    c->store = NULL;
-    if (r == -EACCES || r == -EPERM || r == -EROFS)
-        cli_error("cannot open the store at %s for writing: %s (run this as the user that "
-                  "owns it, e.g. the agent's or the server's)",
-                  c->data_dir, store_strerror(r));
-    else
-        cli_store_error(r, "cannot open the store at %s", c->data_dir);
-    return CLI_FAIL;
+    return cli_open_store_rw(c, 0, "run this as the user that owns it, e.g. the agent's or "
+                                   "the server's");
 }
 
 /* ---- export ---- */
@@ -276,17 +252,17 @@ static void report_export(const struct bundle_export_result *res, const char *pa
 {
     const struct bundle_info *in = &res->info;
     char runs[32], points[32], blobs[32], bb[32], size[32], first[32], last[32];
-    fmt_count(in->runs, runs, sizeof runs);
-    fmt_count(in->points, points, sizeof points);
-    fmt_count(in->blobs, blobs, sizeof blobs);
+    format_count(in->runs, runs, sizeof runs);
+    format_count(in->points, points, sizeof points);
+    format_count(in->blobs, blobs, sizeof blobs);
     fmt_bytes(in->blob_bytes, bb, sizeof bb);
     fmt_bytes(in->bytes, size, sizeof size);
     printf("exported %s %s, %s %s, %s %s (%s) to %s (%s", runs, plural(in->runs, "run", "runs"),
            points, plural(in->points, "point", "points"), blobs,
            plural(in->blobs, "artifact", "artifacts"), bb, path, size);
     if (kind == BUNDLE_JOURNAL)
-        printf("; changes %s to %s", fmt_count(in->first, first, sizeof first),
-               fmt_count(in->last, last, sizeof last));
+        printf("; changes %s to %s", format_count(in->first, first, sizeof first),
+               format_count(in->last, last, sizeof last));
     printf(")\n");
     if (in->missing_blobs)
         fprintf(stderr, "sidetrack: warning: %llu artifact(s) have no content in this store; "
@@ -436,12 +412,12 @@ static void describe(const struct bundle_info *in, const char *path)
     printf("%s: a %s bundle from store %s on %s, made %s by %s\n", path,
            bundle_kind_name(in->kind), src, in->host[0] ? in->host : "?", when,
            in->tool[0] ? in->tool : "?");
-    printf("  %s changes", fmt_count(in->ops, ops, sizeof ops));
+    printf("  %s changes", format_count(in->ops, ops, sizeof ops));
     if (in->kind == BUNDLE_JOURNAL && in->ops)
         printf(" (%llu to %llu)", (unsigned long long)in->first, (unsigned long long)in->last);
-    printf(", %s %s, %s %s, %s %s (%s), %s in all\n", fmt_count(in->runs, runs, sizeof runs),
-           plural(in->runs, "run", "runs"), fmt_count(in->points, points, sizeof points),
-           plural(in->points, "point", "points"), fmt_count(in->blobs, blobs, sizeof blobs),
+    printf(", %s %s, %s %s, %s %s (%s), %s in all\n", format_count(in->runs, runs, sizeof runs),
+           plural(in->runs, "run", "runs"), format_count(in->points, points, sizeof points),
+           plural(in->points, "point", "points"), format_count(in->blobs, blobs, sizeof blobs),
            plural(in->blobs, "artifact", "artifacts"), fmt_bytes(in->blob_bytes, bb, sizeof bb),
            fmt_bytes(in->bytes, size, sizeof size));
 }
@@ -452,10 +428,11 @@ static void report_import(const struct bundle_import_result *res, const struct b
     char ap[32], sk[32], pts[32], bs[32], bb[32], bh[32];
     printf("imported %s: %s changes applied, %s already here; %s points, %s %s stored (%s), "
            "%s already here\n",
-           path, fmt_count(res->applied, ap, sizeof ap), fmt_count(res->skipped, sk, sizeof sk),
-           fmt_count(res->points, pts, sizeof pts), fmt_count(res->blobs_stored, bs, sizeof bs),
+           path, format_count(res->applied, ap, sizeof ap),
+           format_count(res->skipped, sk, sizeof sk), format_count(res->points, pts, sizeof pts),
+           format_count(res->blobs_stored, bs, sizeof bs),
            plural(res->blobs_stored, "artifact", "artifacts"),
-           fmt_bytes(res->blob_bytes, bb, sizeof bb), fmt_count(res->blobs_had, bh, sizeof bh));
+           fmt_bytes(res->blob_bytes, bb, sizeof bb), format_count(res->blobs_had, bh, sizeof bh));
     if (res->blobs_bad)
         fprintf(stderr, "sidetrack: warning: %llu artifact content(s) in the bundle did not "
                         "match their digest and were not stored (their references were)\n",

@@ -78,20 +78,6 @@ static void clear_line(struct progress *pg)
     }
 }
 
-/* 12345678 -> "12,345,678" */
-static void thousands(uint64_t v, char *buf, size_t len)
-{
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
-    size_t o = 0;
-    for (int i = 0; i < n && o + 2 < len; i++) {
-        if (i && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = tmp[i];
-    }
-    buf[o] = '\0';
-}
-
 static void on_event(const struct mlflow_push_event *ev, void *arg)
 {
     struct progress *pg = arg;
@@ -109,7 +95,7 @@ static void on_event(const struct mlflow_push_event *ev, void *arg)
             pg->drawn = true;
         } else if (pg->lines) {
             char todo[32];
-            thousands(ev->todo, todo, sizeof todo);
+            format_count(ev->todo, todo, sizeof todo);
             fprintf(stderr, "[%llu/%llu] run %s: %s point(s) to send\n",
                     (unsigned long long)ev->index, (unsigned long long)ev->total, pg->run,
                     todo);
@@ -122,8 +108,8 @@ static void on_event(const struct mlflow_push_event *ev, void *arg)
             break;
         pg->last_ms = now;
         char done[32], todo[32];
-        thousands(ev->done, done, sizeof done);
-        thousands(ev->todo, todo, sizeof todo);
+        format_count(ev->done, done, sizeof done);
+        format_count(ev->todo, todo, sizeof todo);
         clear_line(pg);
         fprintf(stderr, "[%llu/%llu] %s: %s / %s points", (unsigned long long)pg->index,
                 (unsigned long long)pg->total, pg->run, done, todo);
@@ -175,7 +161,7 @@ static void print_summary(const struct mlflow_push_stats *st, bool dry, bool jso
         return;
     }
     char pts[32];
-    thousands(st->points, pts, sizeof pts);
+    format_count(st->points, pts, sizeof pts);
     printf("%s %llu run%s: %llu %s, %llu %s", dry ? "would push" : "pushed",
            (unsigned long long)st->runs, st->runs == 1 ? "" : "s",
            (unsigned long long)st->runs_created, dry ? "to create" : "created",
@@ -193,22 +179,8 @@ static void print_summary(const struct mlflow_push_stats *st, bool dry, bool jso
 /* Writable (the records of what was sent); a dry run only reads. */
 static int open_store(struct cli *c, bool dry_run)
 {
-    if (cli_data_dir(c) != CLI_OK)
-        return CLI_FAIL;
-    int r = store_open(&c->store, c->data_dir, dry_run ? STORE_RDONLY : STORE_NOSYNC, 0);
-    if (r == 0)
-        return CLI_OK;
-    c->store = NULL;
-    if (r == -ENOENT)
-        cli_error("no store at %s: is sidetrackd running with --data %s?", c->data_dir,
-                  c->data_dir);
-    else if (r == -EACCES || r == -EPERM || r == -EROFS)
-        cli_error("cannot open the store at %s for writing: %s (push records what it sent "
-                  "there: run it as the agent's user)",
-                  c->data_dir, store_strerror(r));
-    else
-        cli_store_error(r, "cannot open the store at %s", c->data_dir);
-    return CLI_FAIL;
+    return cli_open_store_rw(c, dry_run ? STORE_RDONLY : STORE_NOSYNC,
+                             "push records what it sent there: run it as the agent's user");
 }
 
 /* Resolves each --run (an id or a unique prefix) to its 16 bytes. */

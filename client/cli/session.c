@@ -72,6 +72,25 @@ static int open_store(struct cli *c)
     return CLI_FAIL;
 }
 
+int cli_open_store_rw(struct cli *c, unsigned flags, const char *hint)
+{
+    if (cli_data_dir(c) != CLI_OK)
+        return CLI_FAIL;
+    int r = store_open(&c->store, c->data_dir, flags, 0);
+    if (r == 0)
+        return CLI_OK;
+    c->store = NULL;
+    if (r == -ENOENT)
+        cli_error("no store at %s: is sidetrackd running with --data %s?", c->data_dir,
+                  c->data_dir);
+    else if (r == -EACCES || r == -EPERM || r == -EROFS)
+        cli_error("cannot open the store at %s for writing: %s (%s)", c->data_dir,
+                  store_strerror(r), hint);
+    else
+        cli_store_error(r, "cannot open the store at %s", c->data_dir);
+    return CLI_FAIL;
+}
+
 int cli_begin(struct cli *c, struct store_txn **t)
 {
     if (!c->store && open_store(c) != CLI_OK)
