@@ -257,6 +257,8 @@ int main(int argc, char **argv)
     }
 
     struct server sv = {0};
+    struct http_server *http = NULL;
+    int rc = 1;
     sync_buf_init(&sv.out);
     if ((r = store_open(&sv.store, data, 0, 0)) < 0) {
         server_log("error", "cannot open the store in %s: %s", data, store_strerror(r));
@@ -264,14 +266,13 @@ int main(int argc, char **argv)
     }
     if ((r = ingest_open(&sv.ingest, sv.store, verbose)) < 0) {
         server_log("error", "%s", strerror(-r));
-        return 1;
+        goto out;
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct http_server *http = NULL;
     if (http_listen_addr) {
         char tbuf[PATH_MAX], spool[PATH_MAX];
         if (!tokens) {
@@ -284,7 +285,7 @@ int main(int argc, char **argv)
         char part[PATH_MAX];
         if ((r = store_blob_upload_path(sv.store, zero_sha, true, part, sizeof part)) < 0) {
             server_log("error", "cannot make the upload folder in %s: %s", data, strerror(-r));
-            return 1;
+            goto out;
         }
         snprintf(spool, sizeof spool, "%.*s", (int)(strrchr(part, '/') - part), part);
         struct http_options ho = {.listen = http_listen_addr, .tls_cert = tls_cert,
@@ -294,14 +295,14 @@ int main(int argc, char **argv)
             server_log("error", "cannot serve HTTP%s on %s: %s", tls_cert ? "S" : "",
                        http_listen_addr,
                        r == -EINVAL ? "give ADDRESS:PORT, e.g. 127.0.0.1:5000" : strerror(-r));
-            return 1;
+            goto out;
         }
         http_require_auth_everywhere(http, api_auth);
         /* HTTP routes */
         if ((r = ingest_http_register(http, sv.ingest)) < 0 ||
             (r = mlflow_api_register(http, sv.store)) < 0) {
             server_log("error", "cannot set up the HTTP routes: %s", strerror(-r));
-            return 1;
+            goto out;
         }
         if ((r = http_listen(http)) < 0) {
             server_log("error", "cannot serve HTTP%s on %s: %s", tls_cert ? "S" : "",
@@ -309,19 +310,19 @@ int main(int argc, char **argv)
                        r == -EADDRNOTAVAIL ? "the address is in use or not this machine's, or "
                                              "the certificate or key is not valid PEM"
                                            : strerror(-r));
-            return 1;
+            goto out;
         }
         server_log("info", "serving HTTP%s on %s (port %u; MLflow API %s; tokens in %s)",
                    tls_cert ? "S" : "", http_listen_addr, http_port(http),
                    api_auth ? "needs a token" : "open", tokens);
     }
 
-    int rc = 0;
+    rc = 0;
     if (zmq_on) {
         sv.ctx = zmq_ctx_new();
         if (!sv.ctx || (r = zap_start(&sv.zap, sv.ctx, allow)) < 0) {
             server_log("error", "cannot start the key check: %s", strerror(r < 0 ? -r : errno));
-            return 1;
+            goto out;
         }
         sv.sock = zmq_socket(sv.ctx, ZMQ_ROUTER);
         int one = 1, zero = 0, hb_ivl = 2000, hb_ttl = 10000, hb_timeout = 10000;
@@ -338,22 +339,26 @@ int main(int argc, char **argv)
         zmq_setsockopt(sv.sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
         if (zmq_bind(sv.sock, endpoint) != 0) {
             server_log("error", "cannot listen on %s: %s", endpoint, zmq_strerror(errno));
-            return 1;
+            goto out;
         }
         server_log("info", "serving %s on %s (allow-list %s, public key %s)", data, endpoint,
                    allow, pub);
         rc = serve(&sv);
     } else {
         while (!stop_signal)
-            pause();
+            nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
     }
+out:
     http_stop(http);
-    struct ingest_stats st;
-    ingest_stats(sv.ingest, &st);
-    server_log("info", "stopped: %llu batches, %llu ops, %llu points applied; %llu agents refused",
-        (unsigned long long)st.batches, (unsigned long long)st.ops,
-        (unsigned long long)st.points,
-        (unsigned long long)(st.refused + (sv.zap ? zap_refused(sv.zap) : 0)));
+    struct ingest_stats st = {0};
+    if (sv.ingest)
+        ingest_stats(sv.ingest, &st);
+    if (rc == 0)
+        server_log("info",
+                   "stopped: %llu batches, %llu ops, %llu points applied; %llu agents refused",
+                   (unsigned long long)st.batches, (unsigned long long)st.ops,
+                   (unsigned long long)st.points,
+                   (unsigned long long)(st.refused + (sv.zap ? zap_refused(sv.zap) : 0)));
     if (sv.sock)
         zmq_close(sv.sock);
     if (sv.zap)
