@@ -45,6 +45,10 @@ class Node:
         self.ring = RING
         self.proc = subprocess.Popen([self.agentd, "-d", DATA, "-r", RING, "-i", "5",
                                       "-f", "0"], stderr=subprocess.PIPE, text=True)
+        # Ready once it has published its status (its signal handlers are in place by then):
+        # a test that ends at once (a skip) must not SIGTERM an agent still starting up.
+        wait_for(lambda: os.path.exists(os.path.join(DATA, "agent.status")) or
+                 self.proc.poll() is not None, timeout=60, what="sidetrackd to start")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
