@@ -26,6 +26,7 @@ int bench_sync(const struct bench_opts *o);     /* "sync" and "sync-catchup" */
 int bench_sync_catchup(const struct bench_opts *o); /* "sync-catchup" alone */
 int bench_mlflow_api(const struct bench_opts *o); /* "mlflow-api": runs/log-batch over HTTP */
 int bench_https(const struct bench_opts *o);    /* "https": sync over HTTPS */
+int bench_query(const struct bench_opts *o);    /* "query": search and metric reads */
 
 /* ---- time -------------------------------------------------------------------------- */
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */

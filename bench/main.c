@@ -33,6 +33,9 @@ static const struct scenario scenarios[] = {
     {"mlflow-api", bench_mlflow_api, false,
      "metric points/s through MLflow's runs/log-batch on sidetrack-server: 1000 metrics a\n"
      "                  request, one keep-alive connection (default 5,000,000 points)"},
+    {"query", bench_query, false,
+     "store queries on a scratch store of 10,000 runs and a 1,000,000-point metric: a\n"
+     "                  3-clause search, the full history and its 2,000-point view (ms)"},
     {"python", bench_python, false,
      "the Python package: log_metric with a float, a numpy scalar and a tensor beside\n"
      "                  list.append (python -m sidetrack.bench; --cuda adds a GPU training loop)"},

@@ -7,7 +7,13 @@ PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libmicrohttpd-dev libjansson-dev openssl
       libcmocka-dev python3 python3-dev ca-certificates
       python3-mesonpy python3-venv python3-pytest python3-numpy python3-torch
-      python3-dask python3-distributed python3-matplotlib git)
+      python3-dask python3-distributed python3-matplotlib git
+      libjs-chart.js chromium)
+# The web UI's browser tests (tests/web) run on node; a machine with a node of its own (e.g.
+# NodeSource's, which bundles npm) keeps it, else Debian's.
+if ! command -v node >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
 if [ "${SIDETRACK_SKIP_APT:-0}" = 1 ]; then
   echo "== packages: skipped (SIDETRACK_SKIP_APT=1)"
   exit 0

@@ -9,9 +9,11 @@
 #include "ingest_http.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics_view.h"
 #include "mlflow_api.h"
 #include "protocol.h"
 #include "store.h"
+#include "web.h"
 #include "zap.h"
 
 #include <errno.h>
@@ -54,6 +56,11 @@ static void usage(FILE *f)
             "      --api-auth MODE open (default, as MLflow's own server) or token: MLflow's API\n"
             "                      needs a token too (Bearer, or Basic NAME:TOKEN)\n"
             "      --http-threads N  request threads (default 4)\n"
+            "      --web DIR       the web UI's files (default: the installed\n"
+            "                      share/sidetrack/web; the source tree's web/ when run from\n"
+            "                      the build tree); 'off': no UI. Open http://ADDR:PORT/\n"
+            "      --read-only     open the store read-only (beside a node's agent): MLflow's\n"
+            "                      write endpoints answer 403; implies --zmq off\n"
             "  -k, --key FILE      the server's key pair (default DIR/server.key; made, with\n"
             "                      DIR/server.pub to give to agents, on first start)\n"
             "  -a, --allow DIR     agents' public keys, one NAME.pub file each (default\n"
@@ -161,11 +168,13 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},    {"http", required_argument, NULL, 'H'},
         {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
         {"tokens", required_argument, NULL, 'T'}, {"api-auth", required_argument, NULL, 'A'},
-        {"http-threads", required_argument, NULL, 'N'}, {NULL, 0, NULL, 0},
+        {"http-threads", required_argument, NULL, 'N'}, {"web", required_argument, NULL, 'W'},
+        {"read-only", no_argument, NULL, 'R'},          {NULL, 0, NULL, 0},
     };
     const char *data = NULL, *endpoint = DEFAULT_ENDPOINT, *keyfile = NULL, *allow = NULL;
     const char *http_listen_addr = NULL, *tls_cert = NULL, *tls_key = NULL, *tokens = NULL;
-    bool api_auth = false;
+    const char *web_root = NULL;
+    bool api_auth = false, read_only = false;
     unsigned http_threads = 4;
     int o;
     while ((o = getopt_long(argc, argv, "d:z:k:a:vh", opts, NULL)) != -1) {
@@ -181,6 +190,8 @@ int main(int argc, char **argv)
         case 'C': tls_cert = optarg; break;
         case 'K': tls_key = optarg; break;
         case 'T': tokens = optarg; break;
+        case 'W': web_root = optarg; break;
+        case 'R': read_only = true; break;
         case 'A':
             if (strcmp(optarg, "open") && strcmp(optarg, "token")) {
                 fprintf(stderr, "sidetrack-server: --api-auth takes 'open' or 'token', not '%s'\n",
@@ -219,13 +230,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "sidetrack-server: --tls-cert needs --http ADDR:PORT\n");
         return 2;
     }
-    bool zmq_on = strcmp(endpoint, "off") != 0;
+    if (read_only && !http_listen_addr) {
+        fprintf(stderr, "sidetrack-server: --read-only needs --http ADDR:PORT\n");
+        return 2;
+    }
+    bool zmq_on = !read_only && strcmp(endpoint, "off") != 0;
     if (!zmq_on && !http_listen_addr) {
         fprintf(stderr, "sidetrack-server: with --zmq off, --http is needed (else nothing listens)\n");
         return 2;
     }
     int r;
-    if ((r = ensure_dir(data)) < 0) {
+    if (!read_only && (r = ensure_dir(data)) < 0) {
         server_log("error", "cannot create %s: %s", data, strerror(-r));
         return 1;
     }
@@ -260,7 +275,7 @@ int main(int argc, char **argv)
     struct http_server *http = NULL;
     int rc = 1;
     sync_buf_init(&sv.out);
-    if ((r = store_open(&sv.store, data, 0, 0)) < 0) {
+    if ((r = store_open(&sv.store, data, read_only ? STORE_RDONLY : 0, 0)) < 0) {
         server_log("error", "cannot open the store in %s: %s", data, store_strerror(r));
         return 1;
     }
@@ -278,16 +293,21 @@ int main(int argc, char **argv)
         if (!tokens) {
             snprintf(tbuf, sizeof tbuf, "%s/tokens.d", data);
             tokens = tbuf;
-            ensure_dir(tbuf);
+            if (!read_only)
+                ensure_dir(tbuf);
         }
         /* Uploads are spooled next to the blobs they become, so that keeping one is a rename. */
         uint8_t zero_sha[32] = {0};
         char part[PATH_MAX];
-        if ((r = store_blob_upload_path(sv.store, zero_sha, true, part, sizeof part)) < 0) {
+        if (read_only) { /* nothing is kept: bodies (refused anyway) go to the temp dir */
+            const char *tmp = getenv("TMPDIR");
+            snprintf(spool, sizeof spool, "%s", tmp && *tmp ? tmp : "/tmp");
+        } else if ((r = store_blob_upload_path(sv.store, zero_sha, true, part, sizeof part)) < 0) {
             server_log("error", "cannot make the upload folder in %s: %s", data, strerror(-r));
             goto out;
+        } else {
+            snprintf(spool, sizeof spool, "%.*s", (int)(strrchr(part, '/') - part), part);
         }
-        snprintf(spool, sizeof spool, "%.*s", (int)(strrchr(part, '/') - part), part);
         struct http_options ho = {.listen = http_listen_addr, .tls_cert = tls_cert,
                                   .tls_key = tls_key, .tokens_dir = tokens,
                                   .spool_dir = spool, .threads = http_threads};
@@ -299,10 +319,23 @@ int main(int argc, char **argv)
         }
         http_require_auth_everywhere(http, api_auth);
         /* HTTP routes */
-        if ((r = ingest_http_register(http, sv.ingest)) < 0 ||
-            (r = mlflow_api_register(http, sv.store)) < 0) {
+        if ((read_only && (r = web_readonly_register(http)) < 0) ||
+            (!read_only && (r = ingest_http_register(http, sv.ingest)) < 0) ||
+            (r = mlflow_api_register(http, sv.store)) < 0 ||
+            (r = metrics_view_register(http, sv.store)) < 0) {
             server_log("error", "cannot set up the HTTP routes: %s", strerror(-r));
             goto out;
+        }
+        /* The web UI last: its routes match by prefix. */
+        char wbuf[PATH_MAX];
+        const char *web = web_root ? web_root : web_default_root(wbuf, sizeof wbuf);
+        if (strcmp(web, "off") && (r = web_register(http, web)) < 0) {
+            /* A missing default is no reason to stop serving the API: say it and go on. */
+            server_log(web_root ? "error" : "warning",
+                       "cannot serve the web UI from %s: %s (give --web DIR, or --web off)", web,
+                       r == -ENOENT ? "no index.html there" : strerror(-r));
+            if (web_root)
+                goto out;
         }
         if ((r = http_listen(http)) < 0) {
             server_log("error", "cannot serve HTTP%s on %s: %s", tls_cert ? "S" : "",
@@ -312,9 +345,9 @@ int main(int argc, char **argv)
                                            : strerror(-r));
             goto out;
         }
-        server_log("info", "serving HTTP%s on %s (port %u; MLflow API %s; tokens in %s)",
+        server_log("info", "serving HTTP%s on %s (port %u; MLflow API %s%s; tokens in %s)",
                    tls_cert ? "S" : "", http_listen_addr, http_port(http),
-                   api_auth ? "needs a token" : "open", tokens);
+                   api_auth ? "needs a token" : "open", read_only ? ", read-only" : "", tokens);
     }
 
     rc = 0;
@@ -367,7 +400,8 @@ out:
         zmq_ctx_term(sv.ctx);
     ingest_close(sv.ingest);
     sync_buf_free(&sv.out);
-    store_sync(sv.store);
+    if (!read_only)
+        store_sync(sv.store);
     store_close(sv.store);
     return rc;
 }

@@ -211,6 +211,33 @@ int store_metric_summary_get(struct store_txn *t, const uint8_t run[16], const c
 int store_metric_history(struct store_txn *t, const uint8_t run[16], const char *key,
                          int (*cb)(const struct store_point *pts, size_t n, void *arg), void *arg);
 
+/* Metric queries for charts (metrics_query.c). Both read the series' blocks one at a time:
+ * the full history is never held in memory. -ENOENT if the run has no such metric.
+ *
+ * The points of (run, key) whose step is in [start_step, end_step], in logged order, handed
+ * over in chunks (INT64_MIN, INT64_MAX: all of them). */
+int store_metric_steps(struct store_txn *t, const uint8_t run[16], const char *key,
+                       int64_t start_step, int64_t end_step,
+                       int (*cb)(const struct store_point *pts, size_t n, void *arg), void *arg);
+/* A view of at most max_points points of the same range, for plotting. When the range holds
+ * at most max_points points they are all returned, in logged order (downsampled false). Else
+ * the steps covered are cut into max_points / 4 equal buckets, and each bucket gives its
+ * first and last points by step, its smallest and largest finite values and its first
+ * non-finite one by step (NaN and infinities are gaps a chart must show), in step order
+ * without duplicates: spikes and gaps survive. With max_points < 4, each of max_points buckets gives
+ * its last point. count: the points in the range. pts: malloc'd; store_metric_view_free().
+ * -EINVAL for max_points 0 or start_step > end_step. */
+struct store_metric_view {
+    uint64_t count;
+    bool downsampled;
+    size_t n;
+    struct store_point *pts;
+};
+int store_metric_view(struct store_txn *t, const uint8_t run[16], const char *key,
+                      int64_t start_step, int64_t end_step, size_t max_points,
+                      struct store_metric_view *out);
+void store_metric_view_free(struct store_metric_view *v); /* NULL accepted */
+
 /* Block codec, exposed for tests and fuzzing. A block is a header plus encoded points.
  * append: blk_len 0 starts a block; returns the new length, or 0 when p does not fit in cap.
  * decode: -EBADMSG for malformed bytes; -ENOBUFS with *n = count when cap is too small. */

@@ -61,6 +61,7 @@ int cmd_keys(struct cli *c, int argc, char **argv);
 int cmd_export(struct cli *c, int argc, char **argv); /* cmd_bundle.c */
 int cmd_import(struct cli *c, int argc, char **argv);
 int cmd_push(struct cli *c, int argc, char **argv); /* cmd_push.c */
+int cmd_ui(struct cli *c, int argc, char **argv);   /* cmd_ui.c */
 
 /* DATA/agent.status (agent_file.c): the whole file (free() it), or NULL when there is none;
  * a key's value as a number or a string; whether the pid that wrote it lives and the file is

@@ -1,4 +1,6 @@
-/* cmd_metrics.c — `sidetrack metrics RUN KEY`: a metric's full history, in logged order.
+/* cmd_metrics.c — `sidetrack metrics RUN KEY`: a metric's full history, in logged order;
+ * with --steps S:E only the points whose step is in that range; with --view N a view of at
+ * most N points that keeps the curve's shape (store_metric_view: min/max per step bucket).
  *
  * A history can hold millions of points, so it is printed from inside the read transaction,
  * chunk by chunk as the store decodes it, instead of being gathered first. A reader holds no
@@ -13,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum format { FORMAT_CSV, FORMAT_JSON, FORMAT_TABLE };
@@ -105,7 +108,27 @@ static int report_no_metric(struct store_txn *t, const uint8_t id[16], const cha
     return CLI_FAIL;
 }
 
-static int print_history(struct cli *c, const char *run, const char *key, enum format format)
+/* What to print of the history: all of it, a step range, or a view of at most view points. */
+struct query {
+    int64_t start, end;
+    size_t view; /* 0: every point */
+};
+
+static int print_query(struct store_txn *t, const uint8_t id[16], const char *key,
+                       const struct query *q, struct history_out *o)
+{
+    if (!q->view)
+        return store_metric_steps(t, id, key, q->start, q->end, print_points, o);
+    struct store_metric_view v;
+    int r = store_metric_view(t, id, key, q->start, q->end, q->view, &v);
+    if (r == 0)
+        r = print_points(v.pts, v.n, o);
+    store_metric_view_free(&v);
+    return r;
+}
+
+static int print_history(struct cli *c, const char *run, const char *key, enum format format,
+                         const struct query *q)
 {
     struct store_txn *t;
     struct store_metric_summary s;
@@ -122,7 +145,10 @@ static int print_history(struct cli *c, const char *run, const char *key, enum f
         rc = cli_store_error(r, "cannot read metric %s of run %s", key, hex);
     if (rc == CLI_OK) {
         print_header(&o);
-        r = store_metric_history(t, id, key, print_points, &o);
+        if (q->view || q->start != INT64_MIN || q->end != INT64_MAX)
+            r = print_query(t, id, key, q, &o);
+        else
+            r = store_metric_history(t, id, key, print_points, &o);
         if (r < 0 && !ferror(stdout))
             rc = cli_store_error(r, "cannot read the history of metric %s of run %s", key, hex);
         else if (r < 0)
@@ -136,7 +162,7 @@ static int print_history(struct cli *c, const char *run, const char *key, enum f
 
 static void metrics_usage(FILE *f)
 {
-    fputs("Usage: sidetrack metrics RUN KEY [--format csv|json|table]\n"
+    fputs("Usage: sidetrack metrics RUN KEY [--format csv|json|table] [--view N] [--steps S:E]\n"
           "\n"
           "Prints the full history of metric KEY of run RUN, in the order it was logged.\n"
           "RUN is the run's id: 32 hex digits, or a unique prefix of at least 4.\n"
@@ -145,6 +171,12 @@ static void metrics_usage(FILE *f)
           "  -f, --format FMT  csv (default): a header 'step,timestamp,value', then a line a\n"
           "                    point; json: an array of {step, timestamp, value}; table:\n"
           "                    aligned columns with the local time, for people\n"
+          "  --steps S:E       only the points whose step is in [S, E] (either end may be\n"
+          "                    left out: 100: or :500), still in logged order\n"
+          "  --view N          at most N points that keep the curve's shape, for plotting:\n"
+          "                    the steps are cut into N/4 buckets, each giving its first,\n"
+          "                    lowest, highest and last points (and its first NaN/inf), in\n"
+          "                    step order; a history of at most N points comes whole\n"
           "  -d, --data DIR    the store's directory\n"
           "  -h, --help        show this help\n"
           "\n"
@@ -154,7 +186,33 @@ static void metrics_usage(FILE *f)
           f);
 }
 
-enum { OPT_FORMAT = CLI_OPT_FIRST };
+enum { OPT_FORMAT = CLI_OPT_FIRST, OPT_VIEW, OPT_STEPS };
+
+static int parse_i64(const char *s, const char *end, int64_t dflt, int64_t *out)
+{
+    if (s == end) {
+        *out = dflt;
+        return 0;
+    }
+    char *e;
+    errno = 0;
+    long long v = strtoll(s, &e, 10);
+    if (e != end || errno)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* "S:E", "S:", ":E". */
+static int parse_steps(const char *s, struct query *q)
+{
+    const char *colon = strchr(s, ':');
+    if (!colon || parse_i64(s, colon, INT64_MIN, &q->start) < 0 ||
+        parse_i64(colon + 1, colon + strlen(colon), INT64_MAX, &q->end) < 0 ||
+        q->start > q->end)
+        return -EINVAL;
+    return 0;
+}
 
 static int parse_format(const char *s, enum format *f)
 {
@@ -174,11 +232,14 @@ int cmd_metrics(struct cli *c, int argc, char **argv)
     static const struct cli_option opts[] = {
         CLI_COMMON_OPTIONS,
         {"format", 'f', true, OPT_FORMAT},
+        {"view", 0, true, OPT_VIEW},
+        {"steps", 0, true, OPT_STEPS},
         {0},
     };
     static const struct cli_syntax syntax = {"metrics", opts, metrics_usage, .max_args = 2};
     const char *pos[2] = {0}, *v;
     enum format format = FORMAT_CSV;
+    struct query q = {.start = INT64_MIN, .end = INT64_MAX};
     struct cli_args a;
     cli_args_init(&a, c, &syntax, argc, argv);
     for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
@@ -187,11 +248,26 @@ int cmd_metrics(struct cli *c, int argc, char **argv)
             if (parse_format(v, &format) < 0)
                 return cli_usage_error(syntax.cmd, "--format is csv, json or table, not '%s'", v);
             break;
+        case OPT_VIEW: {
+            char *e;
+            errno = 0;
+            unsigned long long n = strtoull(v, &e, 10);
+            if (*e || errno || v[0] == '-' || n < 1 || n > 10000000)
+                return cli_usage_error(syntax.cmd, "--view takes a number of points from 1 to "
+                                                   "10000000, not '%s'", v);
+            q.view = (size_t)n;
+            break;
+        }
+        case OPT_STEPS:
+            if (parse_steps(v, &q) < 0)
+                return cli_usage_error(syntax.cmd, "--steps takes S:E (whole steps, S <= E; "
+                                                   "either may be left out), not '%s'", v);
+            break;
         case CLI_ARG_POSITIONAL: pos[a.nargs - 1] = v; break; /* RUN, then KEY */
         default: return a.exit;
         }
     }
     if (a.nargs < 2)
         return cli_usage_error(syntax.cmd, "%s", a.nargs ? "missing KEY" : "missing RUN and KEY");
-    return print_history(c, pos[0], pos[1], format);
+    return print_history(c, pos[0], pos[1], format, &q);
 }

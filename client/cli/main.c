@@ -46,6 +46,7 @@ static const struct command commands[] = {
     {"export", cmd_export},
     {"import", cmd_import},
     {"push", cmd_push},
+    {"ui", cmd_ui},
     {0},
 };
 
@@ -76,6 +77,8 @@ static void usage(FILE *f)
           "  import FILE [--check]                         apply a bundle, exactly once\n"
           "  push --mlflow URL [--run RUN...]              replicate the runs into an MLflow\n"
           "                                                tracking server (docs/mlflow-push.md)\n"
+          "  ui [--port N]                                 the web UI over this store,\n"
+          "                                                read-only (docs/ui.md)\n"
           "\n"
           "Options:\n"
           "  -d, --data DIR  the store's directory, an agent's or a server's (also\n"
