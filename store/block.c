@@ -140,7 +140,17 @@ int store_block_decode(const uint8_t *blk, size_t blk_len, struct store_point *o
     uint64_t step = 0, ts = 0, bits = 0;
     for (size_t i = 0; i < count; i++) {
         uint64_t ds, dt;
-        if (get_varint(&p, end, &ds) < 0 || get_varint(&p, end, &dt) < 0 || p >= end)
+        /* Deltas of one byte are the common case (steps counting up, stamps close together):
+         * take them without the general loop. */
+        if (p < end && *p < 0x80)
+            ds = *p++;
+        else if (get_varint(&p, end, &ds) < 0)
+            return -EBADMSG;
+        if (p < end && *p < 0x80)
+            dt = *p++;
+        else if (get_varint(&p, end, &dt) < 0)
+            return -EBADMSG;
+        if (p >= end)
             return -EBADMSG;
         step += zz_dec(ds);
         ts += zz_dec(dt);
@@ -153,8 +163,14 @@ int store_block_decode(const uint8_t *blk, size_t blk_len, struct store_point *o
             if ((size_t)(end - p) < mid)
                 return -EBADMSG;
             uint64_t x = 0;
-            for (unsigned j = 0; j < mid; j++)
-                x = x << 8 | *p++;
+            if (mid && end - p >= 8) {
+                /* one unaligned big-endian load of 8 bytes, of which the first mid count */
+                x = st_rd_be64(p) >> (8 * (8 - mid));
+                p += mid;
+            } else {
+                for (unsigned j = 0; j < mid; j++)
+                    x = x << 8 | *p++;
+            }
             bits ^= x << (8 * trail);
         }
         out[i].step = (int64_t)step;
