@@ -122,21 +122,6 @@ static char *mv_key_json(const char *key)
     return out;
 }
 
-static void mv_respond(struct mf *m, struct sync_buf *b)
-{
-    if (b->err) {
-        sync_buf_free(b);
-        mf_error(m, 500, "INTERNAL_ERROR", "out of memory for the response");
-        return;
-    }
-    struct http_resp *r = m->resp;
-    free(r->body);
-    r->body = b->data;
-    r->len = b->len;
-    r->status = 200;
-    snprintf(r->content_type, sizeof r->content_type, "application/json");
-}
-
 struct mv_req {
     json_t *runs, *keys;
     int64_t points, start, end;
@@ -225,7 +210,7 @@ static void mv_handle(struct mf *m)
     sync_buf_puts(&b, "]}");
     store_abort(t);
     t = NULL;
-    mv_respond(m, &b);
+    mf_respond_buf(m, &b);
     b = (struct sync_buf){0};
 out:
     store_abort(t);

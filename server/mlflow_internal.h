@@ -9,6 +9,7 @@
 #define SIDETRACK_SERVER_MLFLOW_INTERNAL_H
 
 #include "http.h"
+#include "protocol.h"
 #include "store.h"
 
 #include <jansson.h>
@@ -38,6 +39,9 @@ struct mf {
 };
 
 /* Error responses (MLflow's shape and codes); each sets m->failed. */
+/* Answers 200 with the JSON text in b (taken over: b's memory becomes the body), or 500 when
+ * b ran out of memory while it was written. */
+void mf_respond_buf(struct mf *m, struct sync_buf *b);
 void mf_error(struct mf *m, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define mf_invalid(m, ...) mf_error((m), 400, "INVALID_PARAMETER_VALUE", __VA_ARGS__)

@@ -476,3 +476,18 @@ json_t *mf_run_json(struct store_txn *t, const struct store_run *r)
     set_nonempty(in, "dataset_inputs", inputs);
     return json_pack("{s:o, s:o, s:o}", "info", mf_run_info_json(r), "data", data, "inputs", in);
 }
+
+void mf_respond_buf(struct mf *m, struct sync_buf *b)
+{
+    if (b->err) {
+        mf_error(m, 500, "INTERNAL_ERROR", "out of memory for the response");
+        sync_buf_free(b);
+        return;
+    }
+    struct http_resp *r = m->resp;
+    free(r->body);
+    r->body = b->data;
+    r->len = b->len;
+    r->status = 200;
+    snprintf(r->content_type, sizeof r->content_type, "application/json");
+}

@@ -59,21 +59,6 @@ static void sb_point(struct sync_buf *b, const char *key_json, const struct stor
     sync_buf_put(b, "}", 1);
 }
 
-static void sb_respond(struct mf *m, struct sync_buf *b)
-{
-    if (b->err) {
-        mf_error(m, 500, "INTERNAL_ERROR", "out of memory for the response");
-        sync_buf_free(b);
-        return;
-    }
-    struct http_resp *r = m->resp;
-    free(r->body);
-    r->body = b->data;
-    r->len = b->len;
-    r->status = 200;
-    snprintf(r->content_type, sizeof r->content_type, "application/json");
-}
-
 static char *key_json(const char *key)
 {
     json_t *s = mf_jstr(key);
@@ -583,7 +568,7 @@ void mf_get_history(struct mf *m)
         sync_buf_puts(&b, buf);
     }
     sync_buf_puts(&b, "}");
-    sb_respond(m, &b);
+    mf_respond_buf(m, &b);
 }
 
 /* ---- get-history-bulk-interval ------------------------------------------------------------
@@ -740,7 +725,7 @@ void mf_get_history_bulk(struct mf *m)
         }
         sync_buf_puts(&b, "}");
         free(kj);
-        sb_respond(m, &b);
+        mf_respond_buf(m, &b);
     } else if (rc < 0 && !m->failed) {
         mf_store_error(m, rc, "metric history");
     }

@@ -493,24 +493,6 @@ static void test_op_decoding(void **state)
 
 /* ---- store_metric_range ---- */
 
-struct collect {
-    struct store_point *pts;
-    size_t n, cap;
-};
-
-static int collect_cb(const struct store_point *pts, size_t n, void *arg)
-{
-    struct collect *c = arg;
-    if (c->n + n > c->cap) {
-        c->cap = (c->n + n) * 2;
-        c->pts = realloc(c->pts, c->cap * sizeof *c->pts);
-        assert_non_null(c->pts);
-    }
-    memcpy(c->pts + c->n, pts, n * sizeof *pts);
-    c->n += n;
-    return 0;
-}
-
 static struct store_point random_point(int64_t i)
 {
     /* a mix of cheap and expensive points, so that blocks hold very different counts */
@@ -536,19 +518,19 @@ static void assert_points(const struct store_point *a, const struct store_point 
     }
 }
 
-static void history(struct store *s, const uint8_t run[16], const char *key, struct collect *c)
+static void history(struct store *s, const uint8_t run[16], const char *key, struct point_collect *c)
 {
     struct store_txn *t;
     free(c->pts);
     memset(c, 0, sizeof *c);
     assert_int_equal(store_begin(s, false, &t), 0);
-    assert_int_equal(store_metric_history(t, run, key, collect_cb, c), 0);
+    assert_int_equal(store_metric_history(t, run, key, collect_points, c), 0);
     store_abort(t);
 }
 
 /* Random ranges, the ends and single points, compared with the history. */
 static void check_ranges(struct store *s, const uint8_t run[16], const char *key,
-                         const struct collect *h, int rounds)
+                         const struct point_collect *h, int rounds)
 {
     struct store_txn *t;
     assert_int_equal(store_begin(s, false, &t), 0);
@@ -605,7 +587,7 @@ static void test_metric_range(void **state)
     run_id(run, 0x66, 6);
     append_random(f->s, run, "loss", 100000, 3000);
     append_random(f->s, run, "acc", 500, 7); /* another series beside it */
-    struct collect h = {0};
+    struct point_collect h = {0};
     history(f->s, run, "loss", &h);
     assert_int_equal(h.n, 100000);
     check_ranges(f->s, run, "loss", &h, 2000);
@@ -675,7 +657,7 @@ static void test_metric_range_unindexed_blocks(void **state)
     append_random(f->s, run, "m", 60000, 2000);
     uint32_t nb = blocks_of(f->s, run, "m");
     assert_true(nb > 40);
-    struct collect h = {0};
+    struct point_collect h = {0};
     history(f->s, run, "m", &h);
 
     /* the first blocks from before the index */
@@ -804,7 +786,7 @@ static void test_old_store(void **state)
     uint8_t run[16];
     run_id(run, 0x99, 1);
     append_random(f->s, run, "old", 20000, 1500);
-    struct collect h = {0};
+    struct point_collect h = {0};
     history(f->s, run, "old", &h);
     store_close(f->s);
     make_old(f->dir);

@@ -18,33 +18,13 @@
 static uint64_t rng = 88172645463325252ull;
 static uint64_t rnd(void) { return xorshift64(&rng); }
 
-struct collect {
-    struct store_point *pts;
-    size_t n, cap, chunks, max_chunk;
-};
-
-static int collect_cb(const struct store_point *pts, size_t n, void *arg)
-{
-    struct collect *c = arg;
-    if (c->n + n > c->cap) {
-        c->cap = (c->n + n) * 2;
-        c->pts = realloc(c->pts, c->cap * sizeof *c->pts);
-    }
-    memcpy(c->pts + c->n, pts, n * sizeof *pts);
-    c->n += n;
-    c->chunks++;
-    if (n > c->max_chunk)
-        c->max_chunk = n;
-    return 0;
-}
-
 static void assert_history(struct store *s, const uint8_t run[16], const char *key,
-                           const struct store_point *want, size_t n, struct collect *out)
+                           const struct store_point *want, size_t n, struct point_collect *out)
 {
     struct store_txn *t;
     assert_int_equal(store_begin(s, false, &t), 0);
-    struct collect c = {0};
-    assert_int_equal(store_metric_history(t, run, key, collect_cb, &c), 0);
+    struct point_collect c = {0};
+    assert_int_equal(store_metric_history(t, run, key, collect_points, &c), 0);
     store_abort(t);
     assert_int_equal(c.n, n);
     for (size_t i = 0; i < n; i++) {
@@ -120,7 +100,7 @@ static void metric_history_comes_in_blocks_that_split_at_the_size_limit(void **s
     assert_int_equal(store_begin(f->s, true, &t), 0);
     assert_int_equal(store_metric_append(t, run, "x", p, N), 0);
     assert_int_equal(store_commit(t), 0);
-    struct collect c;
+    struct point_collect c;
     assert_history(f->s, run, "x", p, N, &c);
     /* ~1800 bytes a block: well over 10 blocks, none above 1800 / 3 points */
     assert_true(c.chunks > 10);
@@ -228,8 +208,8 @@ static void metric_history_of_a_missing_series_is_enoent(void **state)
     run_id(run, 0x44, 1);
     struct store_txn *t;
     assert_int_equal(store_begin(f->s, false, &t), 0);
-    struct collect c = {0};
-    assert_int_equal(store_metric_history(t, run, "nope", collect_cb, &c), -ENOENT);
+    struct point_collect c = {0};
+    assert_int_equal(store_metric_history(t, run, "nope", collect_points, &c), -ENOENT);
     store_abort(t);
 }
 

@@ -27,24 +27,6 @@ static void append(struct store *s, const uint8_t run[16], const char *key,
     assert_int_equal(store_commit(t), 0);
 }
 
-struct collect {
-    struct store_point *pts;
-    size_t n, cap;
-};
-
-static int collect_cb(const struct store_point *pts, size_t n, void *arg)
-{
-    struct collect *c = arg;
-    if (c->n + n > c->cap) {
-        c->cap = (c->n + n) * 2;
-        c->pts = realloc(c->pts, c->cap * sizeof *c->pts);
-        assert_non_null(c->pts);
-    }
-    memcpy(c->pts + c->n, pts, n * sizeof *pts);
-    c->n += n;
-    return 0;
-}
-
 static bool same_point(const struct store_point *a, const struct store_point *b)
 {
     return a->step == b->step && a->ts_ms == b->ts_ms && dbl_bits(a->value) == dbl_bits(b->value);
@@ -87,8 +69,8 @@ static void test_steps_range_in_logged_order(void **state)
 
     struct store_txn *t;
     assert_int_equal(store_begin(f->s, false, &t), 0);
-    struct collect c = {0};
-    assert_int_equal(store_metric_steps(t, run, "loss", 100, 300, collect_cb, &c), 0);
+    struct point_collect c = {0};
+    assert_int_equal(store_metric_steps(t, run, "loss", 100, 300, collect_points, &c), 0);
     size_t k = 0;
     for (size_t i = 0; i < N; i++) {
         if (pts[i].step < 100 || pts[i].step > 300)
@@ -100,12 +82,12 @@ static void test_steps_range_in_logged_order(void **state)
     assert_int_equal(c.n, k);
 
     c.n = 0;
-    assert_int_equal(store_metric_steps(t, run, "loss", INT64_MIN, INT64_MAX, collect_cb, &c), 0);
+    assert_int_equal(store_metric_steps(t, run, "loss", INT64_MIN, INT64_MAX, collect_points, &c), 0);
     assert_int_equal(c.n, N);
     assert_memory_equal(c.pts, pts, N * sizeof *pts);
 
     c.n = 0; /* a range with nothing in it: no points, no error */
-    assert_int_equal(store_metric_steps(t, run, "loss", 10000, 20000, collect_cb, &c), 0);
+    assert_int_equal(store_metric_steps(t, run, "loss", 10000, 20000, collect_points, &c), 0);
     assert_int_equal(c.n, 0);
     store_abort(t);
     free(c.pts);
@@ -332,8 +314,8 @@ static void test_unknown_and_empty_series(void **state)
     struct store_metric_view v;
     assert_int_equal(store_metric_view(t, run, "nope", INT64_MIN, INT64_MAX, 10, &v), -ENOENT);
     assert_int_equal(store_metric_view(t, other, "loss", INT64_MIN, INT64_MAX, 10, &v), -ENOENT);
-    struct collect c = {0};
-    assert_int_equal(store_metric_steps(t, other, "loss", 0, 10, collect_cb, &c), -ENOENT);
+    struct point_collect c = {0};
+    assert_int_equal(store_metric_steps(t, other, "loss", 0, 10, collect_points, &c), -ENOENT);
     assert_int_equal(store_metric_view(t, run, "loss", 10, 5, 10, &v), -EINVAL);
     assert_int_equal(store_metric_view(t, run, "loss", 0, 10, 0, &v), -EINVAL);
     assert_int_equal(store_metric_view(t, run, "", 0, 10, 10, &v), -EINVAL);

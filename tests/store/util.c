@@ -54,3 +54,20 @@ int write_file(const char *path, const void *data, size_t len)
     }
     return close(fd) < 0 ? -errno : 0;
 }
+
+int collect_points(const struct store_point *pts, size_t n, void *arg)
+{
+    struct point_collect *c = arg;
+    if (c->n + n > c->cap) {
+        c->cap = (c->n + n) * 2;
+        c->pts = realloc(c->pts, c->cap * sizeof *c->pts);
+        if (!c->pts)
+            abort();
+    }
+    memcpy(c->pts + c->n, pts, n * sizeof *pts);
+    c->n += n;
+    c->chunks++;
+    if (n > c->max_chunk)
+        c->max_chunk = n;
+    return 0;
+}

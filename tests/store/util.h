@@ -17,6 +17,16 @@ void run_id(uint8_t id[16], uint8_t b, uint8_t n);
 /* Writes len bytes of data to path; 0 or -errno. */
 int write_file(const char *path, const void *data, size_t len);
 
+/* Gathers a history handed over in chunks (store_metric_history and friends): pass
+ * collect_points and a zeroed struct point_collect; free(c.pts) afterwards. Aborts when out of
+ * memory (a test cannot go on). */
+struct store_point;
+struct point_collect {
+    struct store_point *pts;
+    size_t n, cap, chunks, max_chunk;
+};
+int collect_points(const struct store_point *pts, size_t n, void *arg);
+
 /* xorshift64: a fast reproducible stream; each test file keeps its own seed in *state. */
 static inline uint64_t xorshift64(uint64_t *state)
 {
