@@ -74,6 +74,9 @@ struct ctx {
     uint8_t run_a_id[16];
 };
 
+/* Where user A's process leaves its run id for the test (set before it is forked). */
+static char run_id_file[64];
+
 static int user_a_logs(void *arg)
 {
     struct ctx *x = arg;
@@ -88,7 +91,7 @@ static int user_a_logs(void *arg)
         return 12;
     st_log_param(run, "mine", "1");
     snprintf(x->run_a, sizeof x->run_a, "%s", st_run_id(run));
-    FILE *f = fopen("/dev/shm/st-users-run-id", "w"); /* hand the id to the parent */
+    FILE *f = fopen(run_id_file, "w"); /* hand the id to the parent */
     if (!f)
         return 11;
     fprintf(f, "%s %d", x->run_a, (int)getpid());
@@ -205,14 +208,16 @@ static void users_cannot_write_into_each_others_lanes_or_runs(void **state)
     assert_int_equal(stat(lock, &lst), 0);
     printf("# the agent runs as uid %d\n", (int)lst.st_uid);
     struct ctx x = {.s = &s};
-    unlink("/dev/shm/st-users-run-id");
+    /* /dev/shm: every uid may write there; the pid keeps parallel runs of this test apart */
+    snprintf(run_id_file, sizeof run_id_file, "/dev/shm/st-users-run-id.%d", (int)getpid());
+    unlink(run_id_file);
     assert_int_equal(run_as(UID_A, user_a_logs, &x), 0);
-    FILE *f = fopen("/dev/shm/st-users-run-id", "r");
+    FILE *f = fopen(run_id_file, "r");
     assert_non_null(f);
     int pid_a = 0;
     assert_int_equal(fscanf(f, "%32s %d", x.run_a, &pid_a), 2);
     fclose(f);
-    unlink("/dev/shm/st-users-run-id");
+    unlink(run_id_file);
     for (int i = 0; i < 16; i++) {
         unsigned v;
         sscanf(x.run_a + 2 * i, "%2x", &v);
