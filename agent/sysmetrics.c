@@ -1,0 +1,442 @@
+/* sysmetrics.c — the node's CPU, memory, disk, network and GPU figures (sysmetrics.h).
+ *
+ * Units and formulas follow MLflow's system metrics monitors (psutil, pynvml), so that the
+ * figures mean the same as an MLflow run's: megabytes are 10^6 bytes; CPU utilization is the
+ * share of non-idle jiffies (idle and iowait count as idle) between two /proc/stat readings;
+ * memory used is MemTotal - MemAvailable; network figures count from when the sampler was
+ * opened, summed over every interface but lo.
+ */
+#include "sysmetrics.h"
+#include "store.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The few NVML declarations used (no NVML header in Debian's main); ABI as in nvml.h. */
+typedef int nvml_return;
+typedef struct nvml_device *nvml_device;
+struct nvml_utilization {
+    unsigned int gpu, memory;
+};
+struct nvml_memory {
+    unsigned long long total, free, used;
+};
+#define NVML_TEMPERATURE_GPU 0
+
+struct nvml {
+    void *lib;
+    nvml_return (*init)(void);
+    nvml_return (*shutdown)(void);
+    nvml_return (*count)(unsigned int *);
+    nvml_return (*handle)(unsigned int, nvml_device *);
+    nvml_return (*util)(nvml_device, struct nvml_utilization *);
+    nvml_return (*mem)(nvml_device, struct nvml_memory *);
+    nvml_return (*temp)(nvml_device, int, unsigned int *);
+    nvml_return (*power)(nvml_device, unsigned int *);
+    nvml_return (*limit)(nvml_device, unsigned int *);
+};
+
+struct sysm {
+    char root[4096];
+    char *disk_path;
+    bool have_cpu;
+    unsigned long long cpu_total, cpu_idle;
+    bool have_net;
+    unsigned long long net_rx0, net_tx0;
+    struct nvml nv;
+    unsigned ngpus;
+    nvml_device gpus[SYSM_MAX_GPUS];
+};
+
+static FILE *open_proc(const struct sysm *s, const char *rel)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", s->root, rel);
+    return fopen(path, "re");
+}
+
+/* The aggregate "cpu" line of proc/stat: all jiffies (guest time is already in user) and the
+ * idle ones (idle + iowait). */
+static bool read_cpu(const struct sysm *s, unsigned long long *total, unsigned long long *idle)
+{
+    FILE *f = open_proc(s, "proc/stat");
+    if (!f)
+        return false;
+    char line[1024];
+    bool ok = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long v[8] = {0};
+        int n = sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                       &v[3], &v[4], &v[5], &v[6], &v[7]);
+        if (n >= 4) {
+            *total = 0;
+            for (int i = 0; i < 8; i++)
+                *total += v[i];
+            *idle = v[3] + v[4];
+            ok = true;
+            break;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+/* Received and sent bytes over every interface but lo. */
+static bool read_net(const struct sysm *s, unsigned long long *rx, unsigned long long *tx)
+{
+    FILE *f = open_proc(s, "proc/net/dev");
+    if (!f)
+        return false;
+    char line[1024];
+    bool ok = false;
+    *rx = *tx = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon)
+            continue; /* the two header lines */
+        *colon = '\0';
+        char *name = line + strspn(line, " \t");
+        unsigned long long v[9];
+        if (sscanf(colon + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]) != 9)
+            continue;
+        ok = true;
+        if (!strcmp(name, "lo"))
+            continue;
+        *rx += v[0];
+        *tx += v[8];
+    }
+    fclose(f);
+    return ok;
+}
+
+static void nvml_load(struct nvml *nv, unsigned *ngpus, nvml_device *gpus, const char *lib)
+{
+    *ngpus = 0;
+    nv->lib = dlopen(lib ? lib : "libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!nv->lib)
+        return; /* no driver: no GPU metrics */
+    /* ISO C has no object-to-function pointer conversion; this is dlsym(3)'s idiom. */
+    *(void **)&nv->init = dlsym(nv->lib, "nvmlInit_v2");
+    *(void **)&nv->shutdown = dlsym(nv->lib, "nvmlShutdown");
+    *(void **)&nv->count = dlsym(nv->lib, "nvmlDeviceGetCount_v2");
+    *(void **)&nv->handle = dlsym(nv->lib, "nvmlDeviceGetHandleByIndex_v2");
+    *(void **)&nv->util = dlsym(nv->lib, "nvmlDeviceGetUtilizationRates");
+    *(void **)&nv->mem = dlsym(nv->lib, "nvmlDeviceGetMemoryInfo");
+    *(void **)&nv->temp = dlsym(nv->lib, "nvmlDeviceGetTemperature");
+    *(void **)&nv->power = dlsym(nv->lib, "nvmlDeviceGetPowerUsage");
+    *(void **)&nv->limit = dlsym(nv->lib, "nvmlDeviceGetEnforcedPowerLimit");
+    unsigned n = 0;
+    if (!nv->init || !nv->shutdown || !nv->count || !nv->handle || nv->init() != 0) {
+        dlclose(nv->lib);
+        nv->lib = NULL;
+        return;
+    }
+    if (nv->count(&n) != 0)
+        n = 0;
+    for (unsigned i = 0; i < n && *ngpus < SYSM_MAX_GPUS; i++)
+        if (nv->handle(i, &gpus[*ngpus]) == 0)
+            (*ngpus)++;
+}
+
+int sysm_open(struct sysm **out, const char *root, const char *disk_path, const char *nvml_lib)
+{
+    struct sysm *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    snprintf(s->root, sizeof s->root, "%s", root && *root ? root : "/");
+    if (disk_path && !(s->disk_path = strdup(disk_path))) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->have_cpu = read_cpu(s, &s->cpu_total, &s->cpu_idle);
+    s->have_net = read_net(s, &s->net_rx0, &s->net_tx0);
+    nvml_load(&s->nv, &s->ngpus, s->gpus, nvml_lib);
+    *out = s;
+    return 0;
+}
+
+void sysm_close(struct sysm *s)
+{
+    if (!s)
+        return;
+    if (s->nv.lib) {
+        s->nv.shutdown();
+        dlclose(s->nv.lib);
+    }
+    free(s->disk_path);
+    free(s);
+}
+
+unsigned sysm_gpu_count(const struct sysm *s)
+{
+    return s->ngpus;
+}
+
+static void put(struct sysm_value *out, size_t *n, const char *key, double v)
+{
+    if (*n >= SYSM_MAX_VALUES)
+        return;
+    snprintf(out[*n].key, sizeof out[*n].key, "system/%s", key);
+    out[*n].value = v;
+    (*n)++;
+}
+
+static void put_gpu(struct sysm_value *out, size_t *n, unsigned i, const char *what, double v)
+{
+    char key[56];
+    snprintf(key, sizeof key, "gpu_%u_%s", i, what);
+    put(out, n, key, v);
+}
+
+static void sample_cpu(struct sysm *s, struct sysm_value *out, size_t *n)
+{
+    unsigned long long total, idle;
+    if (!read_cpu(s, &total, &idle))
+        return;
+    /* Without an earlier reading (the file appeared later) this one becomes the base. */
+    if (s->have_cpu && total > s->cpu_total && idle >= s->cpu_idle) {
+        unsigned long long dt = total - s->cpu_total, di = idle - s->cpu_idle;
+        double busy = di > dt ? 0.0 : (double)(dt - di);
+        put(out, n, "cpu_utilization_percentage", 100.0 * busy / (double)dt);
+    }
+    s->have_cpu = true;
+    s->cpu_total = total;
+    s->cpu_idle = idle;
+}
+
+static void sample_memory(const struct sysm *s, struct sysm_value *out, size_t *n)
+{
+    FILE *f = open_proc(s, "proc/meminfo");
+    if (!f)
+        return;
+    char line[256];
+    unsigned long long total = 0, avail = 0, v;
+    bool have_total = false, have_avail = false;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "MemTotal: %llu kB", &v) == 1) {
+            total = v;
+            have_total = true;
+        } else if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+            avail = v;
+            have_avail = true;
+        }
+    }
+    fclose(f);
+    if (!have_total || !have_avail || total == 0 || avail > total)
+        return;
+    double used = (double)(total - avail) * 1024.0;
+    put(out, n, "system_memory_usage_megabytes", used / 1e6);
+    put(out, n, "system_memory_usage_percentage", 100.0 * used / ((double)total * 1024.0));
+}
+
+static void sample_disk(const struct sysm *s, struct sysm_value *out, size_t *n)
+{
+    struct statvfs v;
+    if (!s->disk_path || statvfs(s->disk_path, &v) < 0 || v.f_blocks == 0)
+        return;
+    double bs = (double)v.f_frsize;
+    double used = (double)(v.f_blocks - v.f_bfree) * bs, avail = (double)v.f_bavail * bs;
+    /* psutil's percentage: of what an unprivileged user could have (used + available). */
+    put(out, n, "disk_usage_percentage", used + avail > 0 ? 100.0 * used / (used + avail) : 0);
+    put(out, n, "disk_usage_megabytes", used / 1e6);
+    put(out, n, "disk_available_megabytes", avail / 1e6);
+}
+
+static void sample_net(struct sysm *s, struct sysm_value *out, size_t *n)
+{
+    unsigned long long rx, tx;
+    if (!read_net(s, &rx, &tx))
+        return;
+    if (!s->have_net) {
+        s->have_net = true;
+        s->net_rx0 = rx;
+        s->net_tx0 = tx;
+    }
+    /* Counters fall when an interface goes away: report from there on, never negative. */
+    if (rx < s->net_rx0)
+        s->net_rx0 = rx;
+    if (tx < s->net_tx0)
+        s->net_tx0 = tx;
+    put(out, n, "network_receive_megabytes", (double)(rx - s->net_rx0) / 1e6);
+    put(out, n, "network_transmit_megabytes", (double)(tx - s->net_tx0) / 1e6);
+}
+
+static void sample_gpus(struct sysm *s, struct sysm_value *out, size_t *n)
+{
+    struct nvml *nv = &s->nv;
+    for (unsigned i = 0; i < s->ngpus; i++) {
+        nvml_device d = s->gpus[i];
+        struct nvml_utilization u;
+        struct nvml_memory m;
+        unsigned int t, mw, limit;
+        if (nv->util && nv->util(d, &u) == 0)
+            put_gpu(out, n, i, "utilization_percentage", u.gpu);
+        if (nv->mem && nv->mem(d, &m) == 0 && m.total > 0) {
+            put_gpu(out, n, i, "memory_usage_percentage", 100.0 * (double)m.used / (double)m.total);
+            put_gpu(out, n, i, "memory_usage_megabytes", (double)m.used / 1e6);
+        }
+        if (nv->power && nv->power(d, &mw) == 0) {
+            put_gpu(out, n, i, "power_usage_watts", mw / 1000.0);
+            if (nv->limit && nv->limit(d, &limit) == 0 && limit > 0)
+                put_gpu(out, n, i, "power_usage_percentage", 100.0 * mw / limit);
+        }
+        if (nv->temp && nv->temp(d, NVML_TEMPERATURE_GPU, &t) == 0)
+            put_gpu(out, n, i, "temperature", t);
+    }
+}
+
+size_t sysm_sample(struct sysm *s, struct sysm_value *out)
+{
+    size_t n = 0;
+    sample_cpu(s, out, &n);
+    sample_memory(s, out, &n);
+    sample_disk(s, out, &n);
+    sample_net(s, out, &n);
+    sample_gpus(s, out, &n);
+    return n;
+}
+
+/* ---- recording on the node's active runs --------------------------------------------- */
+
+struct sysm_active {
+    uint8_t id[16];
+    int64_t step; /* samples recorded on this run by this agent */
+};
+
+struct sysm_recorder {
+    struct sysm *s;
+    uint64_t interval_ns, next_ns;
+    char host[256];
+    struct sysm_active *runs, *old;
+    size_t nruns, nold, cap, oldcap;
+};
+
+int sysm_recorder_open(struct sysm_recorder **out, const char *root, const char *data_dir,
+                       uint32_t interval_s, uint64_t now_ns)
+{
+    struct sysm_recorder *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    int e = sysm_open(&r->s, root, data_dir, NULL);
+    if (e < 0) {
+        free(r);
+        return e;
+    }
+    gethostname(r->host, sizeof r->host - 1);
+    r->interval_ns = (uint64_t)interval_s * 1000000000ull;
+    r->next_ns = now_ns + r->interval_ns;
+    *out = r;
+    return 0;
+}
+
+void sysm_recorder_close(struct sysm_recorder *r)
+{
+    if (!r)
+        return;
+    sysm_close(r->s);
+    free(r->runs);
+    free(r->old);
+    free(r);
+}
+
+const struct sysm *sysm_recorder_sampler(const struct sysm_recorder *r)
+{
+    return r->s;
+}
+
+/* Builds the active set: RUNNING, not deleted, started on this host. A run already in the
+ * previous set keeps its step count. */
+static int collect_run(const struct store_run *run, void *arg)
+{
+    struct sysm_recorder *r = arg;
+    if (run->status != STORE_RUN_RUNNING || run->deleted || strcmp(run->host, r->host))
+        return 0;
+    if (r->nruns == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct sysm_active *n = realloc(r->runs, cap * sizeof *n);
+        if (!n)
+            return -ENOMEM;
+        r->runs = n;
+        r->cap = cap;
+    }
+    struct sysm_active *a = &r->runs[r->nruns++];
+    memcpy(a->id, run->id, 16);
+    a->step = 0;
+    for (size_t i = 0; i < r->nold; i++) /* both in id order: could merge; sets are small */
+        if (!memcmp(r->old[i].id, run->id, 16)) {
+            a->step = r->old[i].step;
+            break;
+        }
+    return 0;
+}
+
+int sysm_recorder_tick(struct sysm_recorder *r, struct store *st, uint64_t now_ns)
+{
+    if (!r)
+        return 0;
+    if (r->next_ns > now_ns + r->interval_ns)
+        r->next_ns = now_ns; /* the clock was set back: sample now rather than much later */
+    if (now_ns < r->next_ns)
+        return 0;
+    r->next_ns = now_ns + r->interval_ns;
+    struct sysm_value v[SYSM_MAX_VALUES];
+    size_t nv = sysm_sample(r->s, v);
+
+    /* The previous set becomes "old" so that steps carry over; the refresh is one walk of the
+     * run table per interval. */
+    struct sysm_active *tmp = r->old;
+    size_t tmpcap = r->oldcap;
+    r->old = r->runs;
+    r->oldcap = r->cap;
+    r->nold = r->nruns;
+    r->runs = tmp;
+    r->cap = tmpcap;
+    r->nruns = 0;
+
+    struct store_txn *t;
+    int e = store_begin(st, true, &t);
+    if (e < 0)
+        return e;
+    if ((e = store_run_foreach(t, collect_run, r)) < 0)
+        goto fail;
+    if (!r->nruns || !nv) {
+        store_abort(t);
+        return 0;
+    }
+    int64_t ts = (int64_t)(now_ns / 1000000);
+    struct timespec rt;
+    if (clock_gettime(CLOCK_REALTIME, &rt) == 0)
+        ts = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
+    for (size_t i = 0; i < r->nruns; i++)
+        for (size_t k = 0; k < nv; k++) {
+            struct store_point p = {.step = r->runs[i].step, .ts_ms = ts, .value = v[k].value};
+            if ((e = store_metric_append(t, r->runs[i].id, v[k].key, &p, 1)) < 0)
+                goto fail;
+        }
+    if ((e = store_commit(t)) < 0)
+        return e;
+    for (size_t i = 0; i < r->nruns; i++)
+        r->runs[i].step++;
+    return (int)r->nruns;
+
+fail:
+    store_abort(t);
+    /* Keep the last good set, and its step counts, for the next try. */
+    tmp = r->runs;
+    tmpcap = r->cap;
+    r->runs = r->old;
+    r->cap = r->oldcap;
+    r->nruns = r->nold;
+    r->old = tmp;
+    r->oldcap = tmpcap;
+    r->nold = 0;
+    return e;
+}
