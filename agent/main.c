@@ -8,7 +8,9 @@
  */
 #include "agent.h"
 #include "mlflow_target.h"
+#include "notify.h"
 #include "replicate.h"
+#include "sysmetrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +46,31 @@ static void catch_sync_now(void)
     sigemptyset(&su.sa_mask);
     su.sa_flags = SA_RESTART;
     sigaction(SIGUSR1, &su, NULL);
+}
+
+/* systemd's STATUS= line (systemctl status): records/s since the last line, lanes, sync. */
+static void notify_status(struct st_notify *sn, const struct agent *a)
+{
+    static uint64_t prev_records, prev_ns;
+    uint64_t now = agent_now_ns(), lanes = 0;
+    for (size_t k = 0; k < a->narenas; k++)
+        for (uint32_t i = 0; i < a->arenas[k]->arena.lane_count; i++)
+            lanes += a->arenas[k]->lanes[i].adopted;
+    double rate = prev_ns && now > prev_ns
+                      ? (double)(a->records_total - prev_records) * 1e9 / (double)(now - prev_ns)
+                      : 0;
+    prev_records = a->records_total;
+    prev_ns = now;
+    char sync[128] = "no sync";
+    if (a->repl) {
+        struct replicate_status rs;
+        replicate_get_status(a->repl, &rs);
+        snprintf(sync, sizeof sync, "sync %s, %llu ops behind", rs.connected ? "connected"
+                 : "not connected", (unsigned long long)rs.backlog_ops);
+    }
+    stn_status(sn, "%.0f records/s, %llu lanes in %zu rings, %llu records stored, %s%s", rate,
+               (unsigned long long)lanes, a->narenas, (unsigned long long)a->records_total, sync,
+               a->last_error_ns ? "; last error: see the journal" : "");
 }
 
 static void usage(FILE *f)
@@ -88,6 +115,10 @@ static void usage(FILE *f)
             "                           REST API (credentials: MLFLOW_TRACKING_TOKEN, or\n"
             "                           MLFLOW_TRACKING_USERNAME and _PASSWORD)\n"
             "      --mlflow-interval SEC  push this often (default 60)\n"
+            "\n"
+            "      --system-metrics-interval SEC  record CPU, memory, disk, network and GPU\n"
+            "                           figures on the node's running runs this often\n"
+            "                           (default 10; 0: off). See docs/agent.md.\n"
             "  -h, --help               show this help\n"
             "      --version            show the version\n"
             "\n"
@@ -139,6 +170,7 @@ int main(int argc, char **argv)
         {"server-token", required_argument, NULL, 'T'},
         {"ca", required_argument, NULL, 'C'},
         {"insecure-http", no_argument, NULL, 'H'},
+        {"system-metrics-interval", required_argument, NULL, 'Y'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -146,6 +178,7 @@ int main(int argc, char **argv)
     const char *arg_server_token = NULL, *arg_ca = NULL;
     bool arg_insecure_http = false;
     struct mlflow_target_options arg_mlflow = {.interval_s = 60};
+    uint32_t arg_sysm_interval = 10;
     int c;
     while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:s:vh", longopts, NULL)) != -1) {
         switch (c) {
@@ -198,6 +231,10 @@ int main(int argc, char **argv)
                 return 2;
             if (!arg_mlflow.interval_s)
                 arg_mlflow.interval_s = 1;
+            break;
+        case 'Y':
+            if (parse_u32(optarg, "--system-metrics-interval", 86400, &arg_sysm_interval) < 0)
+                return 2;
             break;
         case 'C':
             arg_ca = optarg;
@@ -302,11 +339,35 @@ int main(int argc, char **argv)
     }
     a.version = SIDETRACK_VERSION;
     a.start_ns = agent_now_ns();
+    /* System metrics: sampled here, between drain passes, by the store's one writer thread.
+     * $SIDETRACK_PROC_ROOT (tests only) reads a fake proc/ tree. */
+    struct sysm_recorder *sysm = NULL;
+    int sysm_err = 0;
+    if (arg_sysm_interval) {
+        int e = sysm_recorder_open(&sysm, getenv("SIDETRACK_PROC_ROOT"), opt.data_dir,
+                                   arg_sysm_interval, a.start_ns);
+        if (e < 0)
+            agent_log("warning", "system metrics are off: %s", store_strerror(e));
+        else
+            agent_log("info", "recording system metrics every %u s (%u GPU%s)",
+                      arg_sysm_interval, sysm_gpu_count(sysm_recorder_sampler(sysm)),
+                      sysm_gpu_count(sysm_recorder_sampler(sysm)) == 1 ? "" : "s");
+    }
     agent_status_write(&a, false);
+    /* systemd (Type=notify): ready now; pings come from the loop itself, so a hung loop
+     * stops them and the watchdog restarts the agent. */
+    static struct st_notify sn;
+    int nr = stn_open(&sn, 5000);
+    if (nr < 0)
+        agent_log("warning", "cannot notify systemd at $NOTIFY_SOCKET: %s", strerror(-nr));
+    stn_send(&sn, "READY=1");
 
     uint32_t sleep_ms = 1;
     int last_err = 0;
     while (!stop_requested) {
+        stn_tick(&sn);
+        if (stn_status_due(&sn))
+            notify_status(&sn, &a);
         agent_maybe_scan(&a);
         uint64_t commits = a.commits;
         int r = agent_drain_pass(&a);
@@ -316,6 +377,12 @@ int main(int argc, char **argv)
         a.last_pass_records = r > 0 ? (uint32_t)r : 0;
         if (now - a.last_status_ns >= 1000000000ull)
             agent_status_write(&a, false); /* `sidetrack status` reads it */
+        int sm = sysm_recorder_tick(sysm, a.store, now);
+        if (sm > 0)
+            a.unsynced = true; /* fsynced with the next durability window */
+        if (sm < 0 && sm != sysm_err)
+            agent_log("error", "system metrics not recorded: %s", store_strerror(sm));
+        sysm_err = sm < 0 ? sm : 0;
         if (r < 0 && r != -EAGAIN) {
             a.last_error_ns = now; /* drain.c wrote last_error */
             if (r != last_err)
@@ -348,6 +415,8 @@ int main(int argc, char **argv)
             sleep_ms = sleep_ms * 2 > opt.idle_sleep_ms ? opt.idle_sleep_ms : sleep_ms * 2;
     }
 
+    stn_send(&sn, "STOPPING=1");
+    stn_close(&sn);
     /* Last drain: everything published before the signal goes in. */
     agent_scan(&a);
     int r;
@@ -365,6 +434,7 @@ int main(int argc, char **argv)
         mlflow_target_stop(a.mlflow); /* what was sent is recorded: the next start resumes */
         a.mlflow = mlflow_agent = NULL;
     }
+    sysm_recorder_close(sysm);
     agent_status_write(&a, true); /* "stopped", with when it was last seen */
     agent_log("info", "stopped after storing %llu records in %llu commits",
               (unsigned long long)a.records_total, (unsigned long long)a.commits);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics_view.h"
 #include "mlflow_api.h"
+#include "notify.h"
 #include "protocol.h"
 #include "store.h"
 #include "web.h"
@@ -105,11 +106,30 @@ static void reply_error(struct server *sv, const zmq_msg_t *rid, int code, const
     zmq_send(sv->sock, sv->out.data, sv->out.len, 0);
 }
 
+/* systemd (Type=notify): watchdog pings and the STATUS= line, from the serving loop itself so
+ * that a hung loop stops the pings. */
+static struct st_notify notifier;
+
+static void notify_tick(struct server *sv)
+{
+    stn_tick(&notifier);
+    if (!stn_status_due(&notifier))
+        return;
+    struct ingest_stats st = {0};
+    if (sv->ingest)
+        ingest_stats(sv->ingest, &st);
+    stn_status(&notifier, "%llu batches, %llu ops, %llu points applied; %llu agents refused",
+               (unsigned long long)st.batches, (unsigned long long)st.ops,
+               (unsigned long long)st.points,
+               (unsigned long long)(st.refused + (sv->zap ? zap_refused(sv->zap) : 0)));
+}
+
 static int serve(struct server *sv)
 {
     zmq_pollitem_t it = {.socket = sv->sock, .events = ZMQ_POLLIN};
     while (!stop_signal) {
-        int n = zmq_poll(&it, 1, 500);
+        notify_tick(sv);
+        int n = zmq_poll(&it, 1, stn_poll_ms(&notifier, 500));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -283,6 +303,8 @@ int main(int argc, char **argv)
         server_log("error", "%s", strerror(-r));
         goto out;
     }
+    if ((r = stn_open(&notifier, 5000)) < 0)
+        server_log("warning", "cannot notify systemd at $NOTIFY_SOCKET: %s", strerror(-r));
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -376,12 +398,18 @@ int main(int argc, char **argv)
         }
         server_log("info", "serving %s on %s (allow-list %s, public key %s)", data, endpoint,
                    allow, pub);
+        stn_send(&notifier, "READY=1");
         rc = serve(&sv);
     } else {
-        while (!stop_signal)
+        stn_send(&notifier, "READY=1");
+        while (!stop_signal) {
+            notify_tick(&sv);
             nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+        }
     }
 out:
+    stn_send(&notifier, "STOPPING=1");
+    stn_close(&notifier);
     http_stop(http);
     struct ingest_stats st = {0};
     if (sv.ingest)
