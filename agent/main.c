@@ -7,6 +7,7 @@
  * Once a second it publishes its state in DATA/agent.status (status.c) for `sidetrack status`.
  */
 #include "agent.h"
+#include "config.h"
 #include "mlflow_target.h"
 #include "notify.h"
 #include "replicate.h"
@@ -27,6 +28,14 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+/* SIGHUP: re-read the configuration in the loop, between drain passes. */
+static volatile sig_atomic_t reload_requested;
+static void on_reload(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
 }
 
 static struct replicator *volatile replicator;
@@ -95,6 +104,10 @@ static void usage(FILE *f)
             "  -m, --map-size MIB       initial LMDB map size of a new store (default 1024);\n"
             "                           the map grows by itself when it fills\n"
             "  -v, --verbose            say which rings are drained\n"
+            "  -c, --config FILE        the configuration file (default: "
+            AGENT_CONFIG_DEFAULT_PATH "\n"
+            "                           if it exists); $SIDETRACK_<KEY> overrides it, and\n"
+            "                           the options override both\n"
             "\n"
             "Replication to a sidetrack-server (see docs/sync.md):\n"
             "  -s, --server URL         the server: tcp://HOST:PORT (ZeroMQ, CURVE keys) or\n"
@@ -123,7 +136,7 @@ static void usage(FILE *f)
             "      --version            show the version\n"
             "\n"
             "Signals: SIGTERM and SIGINT drain what is published, fsync, and exit 0;\n"
-            "SIGUSR1 syncs now (sidetrack sync now).\n"
+            "SIGUSR1 syncs now (sidetrack sync now); SIGHUP re-reads the configuration.\n"
             "See docs/agent.md.\n");
 }
 
@@ -141,17 +154,88 @@ static int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *ou
     return 0;
 }
 
+/* SIGHUP: applies what can change while running (verbose, a non-zero fsync-interval) and
+ * names what needs a restart. `cf` holds the values in force; keys given on the command
+ * line keep winning. A broken file changes nothing. */
+static void reload_config(struct agent *a, const char *cfg_path, struct agent_config *cf,
+                          uint32_t cli_set, uint32_t start_fsync_ms)
+{
+    struct agent_config n;
+    char err[1024];
+    const char *file = agent_config_path(cfg_path);
+    const char *src = file ? file : "the environment";
+    if (agent_config_load(&n, cfg_path, err, sizeof err) < 0) {
+        agent_log("error", "reload: %s; keeping the old settings", err);
+        return;
+    }
+    char applied[512] = "";
+    size_t len = 0;
+    for (int k = 0; k < ACFG_NKEYS; k++) {
+        const char *name = agent_config_key_name(k);
+        bool changed = (cf->str[k] || n.str[k])
+                           ? !cf->str[k] || !n.str[k] || strcmp(cf->str[k], n.str[k])
+                           : cf->num[k] != n.num[k];
+        if (!changed)
+            continue;
+        if (cli_set & (1u << k)) {
+            agent_log("info", "reload: %s changed in %s, but the command line sets it", name,
+                      src);
+            continue;
+        }
+        /* An fsync-interval of 0 relies on a store opened to fsync every commit. */
+        bool live = k == ACFG_VERBOSE ||
+                    (k == ACFG_FSYNC_INTERVAL && (n.num[k] != 0 || start_fsync_ms == 0));
+        if (!live) {
+            agent_log("warning", "reload: %s changed in %s: needs a restart", name, src);
+            continue;
+        }
+        cf->num[k] = n.num[k];
+        if (k == ACFG_VERBOSE)
+            a->opt.verbose = n.num[k] != 0;
+        else
+            a->opt.fsync_interval_ms = n.num[k];
+        if (len < sizeof applied)
+            len += (size_t)snprintf(applied + len, sizeof applied - len, "%s%s %u",
+                                    len ? ", " : "", name, n.num[k]);
+    }
+    agent_config_free(&n);
+    agent_log("info", "reloaded %s: %s", src, len ? applied : "nothing to change");
+}
+
 int main(int argc, char **argv)
 {
     char data_buf[4096];
-    const char *env_ring = getenv("SIDETRACK_RING_DIR");
+    /* The file and the environment first (config.c); the options below override them. */
+    const char *cfg_path = NULL;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
+            cfg_path = argv[++i];
+        else if (!strncmp(argv[i], "--config=", 9))
+            cfg_path = argv[i] + 9;
+    }
+    static struct agent_config cf; /* its strings back opt's for the agent's life */
+    char cfg_err[1024];
+    if (agent_config_load(&cf, cfg_path, cfg_err, sizeof cfg_err) < 0) {
+        fprintf(stderr, "sidetrackd: %s\n", cfg_err);
+        return 2;
+    }
+    uint32_t cli_set = 0; /* keys (1u << ACFG_*) given as options */
     struct agent_options opt = {
-        .data_dir = store_default_dir(data_buf, sizeof data_buf),
-        .ring_dir = env_ring && *env_ring ? env_ring : "/dev/shm/sidetrack",
-        .fsync_interval_ms = 100,
+        .data_dir = cf.str[ACFG_DATA] ? cf.str[ACFG_DATA]
+                                      : store_default_dir(data_buf, sizeof data_buf),
+        .ring_dir = cf.str[ACFG_RING_DIR] ? cf.str[ACFG_RING_DIR] : "/dev/shm/sidetrack",
+        .fsync_interval_ms = cf.num[ACFG_FSYNC_INTERVAL],
         .batch_records = 262144,
         .idle_sleep_ms = 20,
+        .verbose = cf.num[ACFG_VERBOSE] != 0,
+        .server = cf.str[ACFG_SERVER],
+        .server_key = cf.str[ACFG_SERVER_KEY],
+        .key = cf.str[ACFG_KEY],
     };
+    if (cf.set & (1u << ACFG_SYNC_INTERVAL))
+        opt.sync_interval_ms = cf.num[ACFG_SYNC_INTERVAL];
+    if (cf.set & (1u << ACFG_SYNC_BACKLOG))
+        opt.sync_backlog = cf.num[ACFG_SYNC_BACKLOG];
     static const struct option longopts[] = {
         {"data", required_argument, NULL, 'd'},
         {"ring-dir", required_argument, NULL, 'r'},
@@ -173,15 +257,35 @@ int main(int argc, char **argv)
         {"system-metrics-interval", required_argument, NULL, 'Y'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"config", required_argument, NULL, 'c'},
         {0},
     };
-    const char *arg_server_token = NULL, *arg_ca = NULL;
+    const char *arg_server_token = cf.str[ACFG_SERVER_TOKEN], *arg_ca = cf.str[ACFG_CA];
     bool arg_insecure_http = false;
-    struct mlflow_target_options arg_mlflow = {.interval_s = 60};
-    uint32_t arg_sysm_interval = 10;
+    struct mlflow_target_options arg_mlflow = {.url = cf.str[ACFG_MLFLOW],
+                                               .interval_s = cf.num[ACFG_MLFLOW_INTERVAL]};
+    if (!arg_mlflow.interval_s)
+        arg_mlflow.interval_s = 1;
+    uint32_t arg_sysm_interval = cf.num[ACFG_SYSTEM_METRICS_INTERVAL];
     int c;
-    while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:s:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:s:vhc:", longopts, NULL)) != -1) {
+        static const char opt_chars[] = "drfsSKTCINBMYv";
+        static const int opt_keys[] = {ACFG_DATA, ACFG_RING_DIR, ACFG_FSYNC_INTERVAL,
+                                       ACFG_SERVER, ACFG_SERVER_KEY, ACFG_KEY,
+                                       ACFG_SERVER_TOKEN, ACFG_CA, ACFG_SYNC_INTERVAL,
+                                       ACFG_SYNC_BACKLOG, ACFG_MLFLOW, ACFG_MLFLOW_INTERVAL,
+                                       ACFG_SYSTEM_METRICS_INTERVAL, ACFG_VERBOSE};
+        const char *oc = c > 0 ? strchr(opt_chars, c) : NULL;
+        if (oc)
+            cli_set |= 1u << opt_keys[oc - opt_chars];
         switch (c) {
+        case 'c':
+            /* Read before the options (above); an abbreviation like --conf is not. */
+            if (!cfg_path || strcmp(optarg, cfg_path)) {
+                fprintf(stderr, "sidetrackd: spell out --config FILE\n");
+                return 2;
+            }
+            break;
         case 'd':
             opt.data_dir = optarg;
             break;
@@ -288,6 +392,9 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction sh = {.sa_handler = on_reload, .sa_flags = SA_RESTART};
+    sigemptyset(&sh.sa_mask);
+    sigaction(SIGHUP, &sh, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     static struct agent a;
@@ -365,6 +472,10 @@ int main(int argc, char **argv)
     uint32_t sleep_ms = 1;
     int last_err = 0;
     while (!stop_requested) {
+        if (reload_requested) {
+            reload_requested = 0;
+            reload_config(&a, cfg_path, &cf, cli_set, opt.fsync_interval_ms);
+        }
         stn_tick(&sn);
         if (stn_status_due(&sn))
             notify_status(&sn, &a);
@@ -439,5 +550,6 @@ int main(int argc, char **argv)
     agent_log("info", "stopped after storing %llu records in %llu commits",
               (unsigned long long)a.records_total, (unsigned long long)a.commits);
     agent_fini(&a);
+    agent_config_free(&cf);
     return (r < 0 && r != -EAGAIN) || s < 0 ? 1 : 0;
 }

@@ -1,0 +1,95 @@
+"""sidetrackd --config FILE and SIGHUP: a reload while a training job logs applies verbose
+and fsync-interval, names what needs a restart, survives a broken file (FILE:LINE in the
+log, old settings kept), and every logged point is stored."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pyutil  # noqa: E402
+
+STEPS = 20000
+
+
+def log_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def points(data, run):
+    p = pyutil.cli(data, "metrics", run, "train/loss", "--format", "csv")
+    rows = [r for r in p.stdout.splitlines() if r.strip()]
+    return len(rows) - 1  # the header
+
+
+def test_sighup_reload_while_training():
+    with pyutil.scratch("sidetrack-config-") as d:
+        ring, data = os.path.join(d, "ring"), os.path.join(d, "data")
+        conf, log = os.path.join(d, "agent.conf"), os.path.join(d, "agent.log")
+        with open(conf, "w") as f:
+            f.write(f"# test\ndata = {data}\nring-dir = {ring}\nfsync-interval = 100\n"
+                    "verbose = no\nsystem-metrics-interval = 0\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIDETRACK_")
+               or k == "SIDETRACK_BUILD_DIR"}
+        agent = pyutil.start([pyutil.AGENT, "--config", conf, "-i", "5"], log, env=env)
+        try:
+            pyutil.wait_for(lambda: os.path.exists(os.path.join(data, "agent.status")),
+                            30, lambda: "sidetrackd to start\n" + log_text(log))
+            first = pyutil.train(ring, 2000, "cfg", "before")
+
+            results = {}
+            job = threading.Thread(target=lambda: results.update(
+                run=pyutil.train(ring, STEPS, "cfg", "during")))
+            job.start()
+            with open(conf, "w") as f:
+                f.write(f"data = {data}\nring-dir = {ring}\nfsync-interval = 40\n"
+                        "verbose = yes\nsystem-metrics-interval = 0\n")
+            agent.send_signal(signal.SIGHUP)
+            pyutil.wait_for(lambda: "reloaded " + conf in log_text(log), 20,
+                            lambda: "the reload\n" + log_text(log))
+            text = log_text(log)
+            assert f"reloaded {conf}: fsync-interval 40, verbose 1" in text, text
+
+            # A broken file: named with its line, the agent keeps running and its settings.
+            with open(conf, "w") as f:
+                f.write(f"data = {data}\n\nfsync-interval = soon\n")
+            agent.send_signal(signal.SIGHUP)
+            want = (f"{conf}:3: fsync-interval: expected a whole number of milliseconds "
+                    "from 0 to 3600000, got 'soon'; keeping the old settings")
+            pyutil.wait_for(lambda: want in log_text(log), 20,
+                            lambda: "the broken file in the log\n" + log_text(log))
+
+            # A key that needs a restart is named, and nothing else changes.
+            with open(conf, "w") as f:
+                f.write(f"data = {data}\nring-dir = {ring}-other\nfsync-interval = 40\n"
+                        "verbose = yes\nsystem-metrics-interval = 0\n")
+            agent.send_signal(signal.SIGHUP)
+            pyutil.wait_for(lambda: f"ring-dir changed in {conf}: needs a restart"
+                            in log_text(log), 20, lambda: "the restart note\n" + log_text(log))
+            job.join(timeout=300)
+            assert pyutil.alive(agent), log_text(log)
+            second = results["run"]
+            # Every point arrived: 2000 and STEPS values of "train/loss".
+            pyutil.wait_for(lambda: points(data, first) == 2000 and points(data, second)
+                            == STEPS, 30, lambda: "every point stored\n" + log_text(log))
+        finally:
+            code = pyutil.stop(agent)
+        assert code == 0, log_text(log)
+        assert "reloaded" in log_text(log)
+
+
+def test_config_file_errors_stop_the_start():
+    with pyutil.scratch("sidetrack-config-") as d:
+        conf = os.path.join(d, "agent.conf")
+        with open(conf, "w") as f:
+            f.write("# x\nsync-intervall = 5\n")
+        p = subprocess.run([pyutil.AGENT, "--config", conf], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 2
+        assert f"{conf}:2: unknown key 'sync-intervall' (known: data ring-dir" in p.stderr
+        p = subprocess.run([pyutil.AGENT, "--config", os.path.join(d, "none.conf")],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2
+        assert "cannot read the configuration file" in p.stderr, p.stderr
