@@ -254,7 +254,8 @@ static void series_free_all(struct agent *a)
             free(s->pts);
             free(s);
         }
-    memset(a->buckets, 0, a->nbuckets * sizeof *a->buckets);
+    if (a->buckets) /* agent_fini after a failed agent_init: none were made */
+        memset(a->buckets, 0, a->nbuckets * sizeof *a->buckets);
     a->active = NULL;
     a->nseries = 0;
     a->series_epoch++;

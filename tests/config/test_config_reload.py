@@ -93,3 +93,25 @@ def test_config_file_errors_stop_the_start():
                            capture_output=True, text=True, timeout=30)
         assert p.returncode == 2
         assert "cannot read the configuration file" in p.stderr, p.stderr
+
+
+def test_a_second_agent_on_the_same_store_refuses_to_start():
+    """One writer per store: a second sidetrackd on the same --data says who holds it and
+    exits 1 without touching it (under the sanitizers: without a fault on the way out)."""
+    with pyutil.scratch("sidetrack-config-") as d:
+        ring, data = os.path.join(d, "ring"), os.path.join(d, "data")
+        log = os.path.join(d, "agent.log")
+        first = pyutil.start([pyutil.AGENT, "--data", data, "--ring-dir", ring], log)
+        try:
+            lock = os.path.join(data, "agent.lock")
+            pyutil.wait_for(lambda: os.path.exists(lock) and
+                            open(lock).read().strip() == str(first.pid),
+                            what="the first agent to take the store")
+            p = subprocess.run([pyutil.AGENT, "--data", data, "--ring-dir", ring],
+                               capture_output=True, text=True, timeout=30)
+            assert p.returncode == 1, p.stderr
+            assert f"another sidetrackd (pid {first.pid}) already uses {data}" in p.stderr
+            assert "runtime error" not in p.stderr and "Sanitizer" not in p.stderr, p.stderr
+            assert pyutil.alive(first)
+        finally:
+            pyutil.stop_all([("first agent", first)], lambda: pyutil.tail_logs([log]))
