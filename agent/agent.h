@@ -98,6 +98,9 @@ struct agent {
     int inotify_fd; /* new files in the ring directory: scan at once, not at the next second */
     bool unsynced;
     uint64_t records_total, passes, commits;
+    /* since start, from the lanes' counters: metric points dropped on full lanes, records
+     * lost by dead producers, records skipped as damaged (GET /metrics) */
+    uint64_t dropped_total, lost_total, skipped_total;
     char spool_dir[4096];
     int lock_fd;
     char last_error[512];
@@ -126,9 +129,18 @@ uint64_t agent_now_ns(void);
 /* status.c: writes DATA/agent.status (JSON, replaced atomically) for `sidetrack status`;
  * stopped marks a clean exit. Failures are ignored: the status is a courtesy, not data. */
 void agent_status_write(struct agent *a, bool stopped);
+/* The same document into f (the admin socket's GET /status). */
+void agent_status_render(struct agent *a, FILE *f, bool stopped);
+/* prometheus.c: the agent's figures in Prometheus's text format (GET /metrics). */
+void agent_prom_render(struct agent *a, FILE *f);
 /* One more member of such a JSON object (",\n  \"key\": value"), for the status's writers. */
 void agent_status_str(FILE *f, const char *key, const char *v);
 void agent_status_u64(FILE *f, const char *key, uint64_t v);
+
+/* model_register.c: a WIRE_MODEL_REGISTER record of uid's ring into the drain's txn; 0, 1
+ * when skipped (said), or a store error */
+int agent_model_register(struct store_txn *t, uint32_t uid, const uint8_t run[16],
+                         const struct decoded *d);
 
 /* tsc.c */
 void tsc_calibrate(struct agent *a);

@@ -179,6 +179,20 @@ static int decode_run_start(struct decoder *d, const msgpack_object *o, struct d
     return have_id && have_exp ? 0 : -EBADMSG;
 }
 
+static int decode_model_register(struct decoder *d, const msgpack_object *a, uint32_t n,
+                                 struct decoded *out)
+{
+    if (n != 5 || !get_u32(&a[0], &out->slot) || !(out->key = dup_str(d, &a[1])) ||
+        !(out->value = dup_str(d, &a[2])) || a[3].type != MSGPACK_OBJECT_ARRAY ||
+        a[3].via.array.size > WIRE_MODEL_ALIASES_MAX || !(out->description = dup_str(d, &a[4])))
+        return -EBADMSG;
+    out->naliases = a[3].via.array.size;
+    for (uint32_t i = 0; i < out->naliases; i++)
+        if (!(out->aliases[i] = dup_str(d, &a[3].via.array.ptr[i])))
+            return -EBADMSG;
+    return 0;
+}
+
 static int decode_body(struct decoder *d, uint8_t type, const msgpack_object *o,
                        struct decoded *out)
 {
@@ -212,6 +226,8 @@ static int decode_body(struct decoder *d, uint8_t type, const msgpack_object *o,
             return -EBADMSG;
         out->size = a[3].via.u64;
         return 0;
+    case WIRE_MODEL_REGISTER:
+        return decode_model_register(d, a, n, out);
     default:
         return -EBADMSG;
     }
@@ -257,6 +273,7 @@ int decode_record(struct decoder *d, const struct shmlog_rec *rec, uint32_t len,
     case WIRE_PARAM:
     case WIRE_TAG:
     case WIRE_ARTIFACT:
+    case WIRE_MODEL_REGISTER:
         break;
     default:
         return -EBADMSG;

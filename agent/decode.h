@@ -18,8 +18,8 @@
 struct decoded {
     uint8_t type;
     uint32_t slot;   /* run slot (RUNDEF, RUN_END, PARAM, TAG, ARTIFACT) or key id (KEYDEF) */
-    const char *key; /* KEYDEF name, PARAM/TAG key, ARTIFACT path */
-    const char *value; /* PARAM/TAG value, ARTIFACT spool file */
+    const char *key; /* KEYDEF name, PARAM/TAG key, ARTIFACT and MODEL_REGISTER path */
+    const char *value; /* PARAM/TAG value, ARTIFACT spool file, MODEL_REGISTER model name */
     uint8_t run_id[16]; /* RUNDEF, RUN_START */
     /* RUN_START */
     const char *experiment, *run_name, *user, *host, *source;
@@ -29,6 +29,10 @@ struct decoded {
     uint32_t status; /* RUN_END */
     uint64_t size;   /* ARTIFACT */
     uint64_t spill_upto; /* SPILL_MARK */
+    /* MODEL_REGISTER */
+    const char *description;
+    uint32_t naliases;
+    const char *aliases[WIRE_MODEL_ALIASES_MAX];
     /* METRIC / METRICS */
     const struct wire_metric *metric;
     const struct wire_metrics *metrics;

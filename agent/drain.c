@@ -245,6 +245,12 @@ static uint64_t series_hash(const uint8_t run[16], const char *key)
     return h;
 }
 
+static void lane_skipped(struct agent *a, struct lane_state *ls, uint64_t n)
+{
+    ls->rec.skipped += n;
+    a->skipped_total += n;
+}
+
 static void series_free_all(struct agent *a)
 {
     for (size_t h = 0; h < a->nbuckets; h++)
@@ -570,6 +576,8 @@ static int handle_record(struct agent *a, struct store_txn *t, struct arena_stat
         return store_tag_set(t, run, d.key, d.value);
     case WIRE_ARTIFACT:
         return apply_artifact(a, t, as, run, &d);
+    case WIRE_MODEL_REGISTER:
+        return agent_model_register(t, (uint32_t)as->arena.file_uid, run, &d);
     default:
         return 1;
     }
@@ -608,7 +616,7 @@ static int spill_drain(struct agent *a, struct store_txn *t, struct arena_state 
             agent_log("warning", "%s: damaged spill record at offset %llu (%s); the rest of the "
                                  "file up to the next mark is skipped",
                       path, (unsigned long long)sr.pos, strerror(-n));
-            ls->rec.skipped++;
+            lane_skipped(a, ls, 1);
             if (upto != UINT64_MAX)
                 ls->spill_pos = upto;
             break;
@@ -620,7 +628,7 @@ static int spill_drain(struct agent *a, struct store_txn *t, struct arena_state 
             shmlog_spill_close(&sr);
             return r;
         }
-        ls->rec.skipped += (uint64_t)r;
+        lane_skipped(a, ls, (uint64_t)r);
         ls->rec.records++;
         ls->spill_pos = sr.pos;
     }
@@ -656,7 +664,7 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
                 r = 1;
             if (r < 0)
                 return r;
-            ls->rec.skipped += (uint64_t)r;
+            lane_skipped(a, ls, (uint64_t)r);
             ls->cur.pos += (uint64_t)rc;
             if (rec->type != SHMLOG_REC_PAD) {
                 ls->rec.records++;
@@ -670,7 +678,7 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
             int32_t skip = shmlog_peek_inprogress_len(&ls->cur);
             if (skip > 0) {
                 ls->cur.pos += (uint64_t)skip; /* a record its dead producer never finished */
-                ls->rec.skipped++;
+                lane_skipped(a, ls, 1);
                 ls->dirty = true;
                 continue;
             }
@@ -693,11 +701,15 @@ static int drain_lane(struct agent *a, struct store_txn *t, struct arena_state *
                       as->arena.path, i, (int)SHMLOG_OWNER_PID(owner), (unsigned long long)drops);
             ls->reported_drops = drops;
         }
+        if (drops > ls->rec.dropped)
+            a->dropped_total += drops - ls->rec.dropped;
         ls->rec.dropped = drops;
         ls->dirty = true;
     }
     uint64_t lost = atomic_load_explicit(&ctl->lost_records, memory_order_relaxed);
     if (lost != ls->rec.lost) {
+        if (lost > ls->rec.lost)
+            a->lost_total += lost - ls->rec.lost;
         ls->rec.lost = lost;
         ls->dirty = true;
     }

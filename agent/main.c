@@ -6,8 +6,10 @@
  * SIGTERM and SIGINT end it after a last drain and an fsync: exit status 0.
  * Once a second it publishes its state in DATA/agent.status (status.c) for `sidetrack status`.
  */
+#include "admin.h"
 #include "agent.h"
 #include "config.h"
+#include "netaddr.h"
 #include "mlflow_target.h"
 #include "notify.h"
 #include "replicate.h"
@@ -132,6 +134,12 @@ static void usage(FILE *f)
             "      --system-metrics-interval SEC  record CPU, memory, disk, network and GPU\n"
             "                           figures on the node's running runs this often\n"
             "                           (default 10; 0: off). See docs/agent.md.\n"
+            "\n"
+            "Health (see docs/agent.md):\n"
+            "      --metrics-listen HOST:PORT  serve Prometheus's text format at\n"
+            "                           http://HOST:PORT/metrics (default: off; use a\n"
+            "                           loopback address such as 127.0.0.1:9464). The status\n"
+            "                           socket DATA/" ADMIN_SOCKET_NAME " is always served.\n"
             "  -h, --help               show this help\n"
             "      --version            show the version\n"
             "\n"
@@ -154,11 +162,29 @@ static int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *ou
     return 0;
 }
 
-/* SIGHUP: applies what can change while running (verbose, a non-zero fsync-interval) and
- * names what needs a restart. `cf` holds the values in force; keys given on the command
- * line keep winning. A broken file changes nothing. */
-static void reload_config(struct agent *a, const char *cfg_path, struct agent_config *cf,
-                          uint32_t cli_set, uint32_t start_fsync_ms)
+/* Opens the system metrics' sampler (at start, or when a reload switches them on); a failure
+ * leaves them off and says why. $SIDETRACK_PROC_ROOT (tests only) reads a fake tree. */
+static void sysm_start(struct sysm_recorder **sysm, const char *data_dir, uint32_t interval_s,
+                       uint64_t now_ns)
+{
+    int e = sysm_recorder_open(sysm, getenv("SIDETRACK_PROC_ROOT"), data_dir, interval_s,
+                               now_ns);
+    if (e < 0) {
+        *sysm = NULL;
+        agent_log("warning", "system metrics are off: %s", store_strerror(e));
+        return;
+    }
+    unsigned gpus = sysm_gpu_count(sysm_recorder_sampler(*sysm));
+    agent_log("info", "recording system metrics every %u s (%u GPU%s)", interval_s, gpus,
+              gpus == 1 ? "" : "s");
+}
+
+/* SIGHUP: applies what can change while running (verbose, a non-zero fsync-interval, the
+ * sync pacing, the system metrics' interval) and names what needs a restart. `cf` holds the
+ * values in force; keys given on the command line keep winning. A broken file changes
+ * nothing. */
+static void reload_config(struct agent *a, struct sysm_recorder **sysm, const char *cfg_path,
+                          struct agent_config *cf, uint32_t cli_set, uint32_t start_fsync_ms)
 {
     struct agent_config n;
     char err[1024];
@@ -183,7 +209,8 @@ static void reload_config(struct agent *a, const char *cfg_path, struct agent_co
             continue;
         }
         /* An fsync-interval of 0 relies on a store opened to fsync every commit. */
-        bool live = k == ACFG_VERBOSE ||
+        bool live = k == ACFG_VERBOSE || k == ACFG_SYNC_INTERVAL || k == ACFG_SYNC_BACKLOG ||
+                    k == ACFG_SYSTEM_METRICS_INTERVAL ||
                     (k == ACFG_FSYNC_INTERVAL && (n.num[k] != 0 || start_fsync_ms == 0));
         if (!live) {
             agent_log("warning", "reload: %s changed in %s: needs a restart", name, src);
@@ -192,14 +219,42 @@ static void reload_config(struct agent *a, const char *cfg_path, struct agent_co
         cf->num[k] = n.num[k];
         if (k == ACFG_VERBOSE)
             a->opt.verbose = n.num[k] != 0;
-        else
+        else if (k == ACFG_FSYNC_INTERVAL)
             a->opt.fsync_interval_ms = n.num[k];
+        else if (k == ACFG_SYSTEM_METRICS_INTERVAL && !*sysm && n.num[k])
+            sysm_start(sysm, a->opt.data_dir, n.num[k], agent_now_ns());
+        else if (k == ACFG_SYSTEM_METRICS_INTERVAL && *sysm)
+            sysm_recorder_set_interval(*sysm, n.num[k]);
+        else if (k == ACFG_SYNC_INTERVAL)
+            a->opt.sync_interval_ms = n.num[k];
+        else if (k == ACFG_SYNC_BACKLOG)
+            a->opt.sync_backlog = n.num[k];
+        if (k == ACFG_SYNC_INTERVAL || k == ACFG_SYNC_BACKLOG)
+            replicate_set_pacing(a->repl, a->opt.sync_interval_ms, a->opt.sync_backlog);
         if (len < sizeof applied)
             len += (size_t)snprintf(applied + len, sizeof applied - len, "%s%s %u",
                                     len ? ", " : "", name, n.num[k]);
     }
     agent_config_free(&n);
     agent_log("info", "reloaded %s: %s", src, len ? applied : "nothing to change");
+}
+
+/* Answers the requests waiting on the admin socket: both documents, rendered now by the
+ * thread that owns the state. */
+static void admin_answer(struct agent_admin *ad, struct agent *a)
+{
+    char *status = NULL, *prom = NULL;
+    size_t n;
+    FILE *f = open_memstream(&status, &n);
+    if (f) {
+        agent_status_render(a, f, false);
+        fclose(f);
+    }
+    if ((f = open_memstream(&prom, &n))) {
+        agent_prom_render(a, f);
+        fclose(f);
+    }
+    agent_admin_publish(ad, status, prom);
 }
 
 int main(int argc, char **argv)
@@ -255,6 +310,7 @@ int main(int argc, char **argv)
         {"ca", required_argument, NULL, 'C'},
         {"insecure-http", no_argument, NULL, 'H'},
         {"system-metrics-interval", required_argument, NULL, 'Y'},
+        {"metrics-listen", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"config", required_argument, NULL, 'c'},
@@ -267,14 +323,16 @@ int main(int argc, char **argv)
     if (!arg_mlflow.interval_s)
         arg_mlflow.interval_s = 1;
     uint32_t arg_sysm_interval = cf.num[ACFG_SYSTEM_METRICS_INTERVAL];
+    const char *arg_metrics_listen = cf.str[ACFG_METRICS_LISTEN];
     int c;
     while ((c = getopt_long(argc, argv, "d:r:f:b:i:m:s:vhc:", longopts, NULL)) != -1) {
-        static const char opt_chars[] = "drfsSKTCINBMYv";
+        static const char opt_chars[] = "drfsSKTCIBMNYPv";
         static const int opt_keys[] = {ACFG_DATA, ACFG_RING_DIR, ACFG_FSYNC_INTERVAL,
                                        ACFG_SERVER, ACFG_SERVER_KEY, ACFG_KEY,
                                        ACFG_SERVER_TOKEN, ACFG_CA, ACFG_SYNC_INTERVAL,
                                        ACFG_SYNC_BACKLOG, ACFG_MLFLOW, ACFG_MLFLOW_INTERVAL,
-                                       ACFG_SYSTEM_METRICS_INTERVAL, ACFG_VERBOSE};
+                                       ACFG_SYSTEM_METRICS_INTERVAL, ACFG_METRICS_LISTEN,
+                                       ACFG_VERBOSE};
         const char *oc = c > 0 ? strchr(opt_chars, c) : NULL;
         if (oc)
             cli_set |= 1u << opt_keys[oc - opt_chars];
@@ -343,6 +401,9 @@ int main(int argc, char **argv)
         case 'C':
             arg_ca = optarg;
             break;
+        case 'P':
+            arg_metrics_listen = optarg;
+            break;
         case 'H':
             arg_insecure_http = true;
             break;
@@ -375,6 +436,15 @@ int main(int argc, char **argv)
     if (!opt.data_dir) {
         fprintf(stderr, "sidetrackd: no data directory: set --data or $SIDETRACK_DATA\n");
         return 2;
+    }
+    if (arg_metrics_listen) {
+        struct sockaddr_storage ss;
+        bool v6;
+        if (netaddr_parse_listen(arg_metrics_listen, &ss, &v6) < 0) {
+            fprintf(stderr, "sidetrackd: metrics-listen: '%s' is not HOST:PORT with a numeric "
+                            "host (like 127.0.0.1:9464 or [::1]:9464)\n", arg_metrics_listen);
+            return 2;
+        }
     }
     bool zmq_server = opt.server && !strncmp(opt.server, "tcp://", 6);
     if (zmq_server && (!opt.server_key || !opt.key)) {
@@ -446,20 +516,37 @@ int main(int argc, char **argv)
     }
     a.version = SIDETRACK_VERSION;
     a.start_ns = agent_now_ns();
+    struct agent_admin *admin = NULL;
+    struct agent_admin_options ao = {.data_dir = opt.data_dir,
+                                     .metrics_listen = arg_metrics_listen};
+    if (agent_admin_start(&admin, &ao, err, sizeof err) < 0) {
+        fprintf(stderr, "sidetrackd: %s\n", err);
+        if (a.repl)
+            replicate_stop(a.repl);
+        if (a.mlflow)
+            mlflow_target_stop(a.mlflow);
+        a.repl = replicator = NULL;
+        a.mlflow = mlflow_agent = NULL;
+        agent_fini(&a);
+        return 1;
+    }
+    if (arg_metrics_listen) {
+        struct sockaddr_storage ss;
+        bool v6;
+        bool lo = netaddr_parse_listen(arg_metrics_listen, &ss, &v6) == 0 &&
+                  netaddr_is_loopback(&ss);
+        /* HOST as given, the port as bound (port 0 picks one) */
+        int hl = (int)(strrchr(arg_metrics_listen, ':') - arg_metrics_listen);
+        agent_log(lo ? "info" : "warning", "Prometheus metrics at http://%.*s:%u/metrics%s", hl,
+                  arg_metrics_listen, agent_admin_tcp_port(admin),
+                  lo ? "" : " (not a loopback address: anyone who can reach it reads them)");
+    }
     /* System metrics: sampled here, between drain passes, by the store's one writer thread.
      * $SIDETRACK_PROC_ROOT (tests only) reads a fake proc/ tree. */
     struct sysm_recorder *sysm = NULL;
     int sysm_err = 0;
-    if (arg_sysm_interval) {
-        int e = sysm_recorder_open(&sysm, getenv("SIDETRACK_PROC_ROOT"), opt.data_dir,
-                                   arg_sysm_interval, a.start_ns);
-        if (e < 0)
-            agent_log("warning", "system metrics are off: %s", store_strerror(e));
-        else
-            agent_log("info", "recording system metrics every %u s (%u GPU%s)",
-                      arg_sysm_interval, sysm_gpu_count(sysm_recorder_sampler(sysm)),
-                      sysm_gpu_count(sysm_recorder_sampler(sysm)) == 1 ? "" : "s");
-    }
+    if (arg_sysm_interval)
+        sysm_start(&sysm, opt.data_dir, arg_sysm_interval, a.start_ns);
     agent_status_write(&a, false);
     /* systemd (Type=notify): ready now; pings come from the loop itself, so a hung loop
      * stops them and the watchdog restarts the agent. */
@@ -469,12 +556,13 @@ int main(int argc, char **argv)
         agent_log("warning", "cannot notify systemd at $NOTIFY_SOCKET: %s", strerror(-nr));
     stn_send(&sn, "READY=1");
 
+    admin_answer(admin, &a); /* a first rendering, served even if the loop never answers */
     uint32_t sleep_ms = 1;
     int last_err = 0;
     while (!stop_requested) {
         if (reload_requested) {
             reload_requested = 0;
-            reload_config(&a, cfg_path, &cf, cli_set, opt.fsync_interval_ms);
+            reload_config(&a, &sysm, cfg_path, &cf, cli_set, opt.fsync_interval_ms);
         }
         stn_tick(&sn);
         if (stn_status_due(&sn))
@@ -488,6 +576,8 @@ int main(int argc, char **argv)
         a.last_pass_records = r > 0 ? (uint32_t)r : 0;
         if (now - a.last_status_ns >= 1000000000ull)
             agent_status_write(&a, false); /* `sidetrack status` reads it */
+        if (agent_admin_wanted(admin))
+            admin_answer(admin, &a);
         int sm = sysm_recorder_tick(sysm, a.store, now);
         if (sm > 0)
             a.unsynced = true; /* fsynced with the next durability window */
@@ -528,6 +618,7 @@ int main(int argc, char **argv)
 
     stn_send(&sn, "STOPPING=1");
     stn_close(&sn);
+    agent_admin_stop(admin); /* `sidetrack status` reads the file from now on */
     /* Last drain: everything published before the signal goes in. */
     agent_scan(&a);
     int r;

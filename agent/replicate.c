@@ -52,6 +52,9 @@ struct replicator {
     bool started;
     _Atomic bool stop;
     _Atomic bool kick;
+    /* opt's pacing, changed by a SIGHUP while the thread runs (replicate_set_pacing) */
+    _Atomic uint32_t interval_ms;
+    _Atomic uint64_t backlog_threshold;
     pthread_mutex_t mu; /* guards st */
     struct replicate_status st;
     /* thread-only state */
@@ -493,8 +496,9 @@ static void *replicate_main(void *arg)
             if (!backlog)
                 r->draining = false;
             bool due = atomic_exchange(&r->kick, false) ||
-                       mono_ms() - last_round >= r->opt.interval_ms ||
-                       backlog >= r->opt.backlog_threshold || r->nwin > 0 || r->draining;
+                       mono_ms() - last_round >= atomic_load(&r->interval_ms) ||
+                       backlog >= atomic_load(&r->backlog_threshold) || r->nwin > 0 ||
+                       r->draining;
             /* Fill the window while there is something to send. */
             while (due && backlog && r->nwin < r->opt.window && !atomic_load(&r->stop)) {
                 bool sent;
@@ -592,6 +596,8 @@ int replicate_start(struct replicator **out, struct store *s, const struct repli
         r->opt.interval_ms = 1000;
     if (!r->opt.backlog_threshold)
         r->opt.backlog_threshold = 10000;
+    atomic_init(&r->interval_ms, r->opt.interval_ms);
+    atomic_init(&r->backlog_threshold, r->opt.backlog_threshold);
     if (!r->opt.batch_bytes)
         r->opt.batch_bytes = 256 << 10;
     if (!r->opt.window)
@@ -644,6 +650,15 @@ void replicate_kick(struct replicator *r)
 {
     if (r)
         atomic_store(&r->kick, true);
+}
+
+void replicate_set_pacing(struct replicator *r, uint32_t interval_ms, uint64_t backlog)
+{
+    if (!r)
+        return;
+    atomic_store(&r->interval_ms, interval_ms ? interval_ms : 1000);
+    atomic_store(&r->backlog_threshold, backlog ? backlog : 10000);
+    atomic_store(&r->kick, true); /* a shorter interval applies now, not after the old one */
 }
 
 void replicate_get_status(struct replicator *r, struct replicate_status *st)

@@ -50,6 +50,9 @@ int replicate_start(struct replicator **r, struct store *s, const struct replica
 void replicate_stop(struct replicator *r);
 /* Sync now (SIGUSR1, `sidetrack sync now`). Async-signal-safe. */
 void replicate_kick(struct replicator *r);
+/* New --sync-interval and --sync-backlog for the running thread (SIGHUP); 0: the default.
+ * NULL accepted. */
+void replicate_set_pacing(struct replicator *r, uint32_t interval_ms, uint64_t backlog);
 void replicate_get_status(struct replicator *r, struct replicate_status *st);
 
 #endif

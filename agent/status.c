@@ -1,6 +1,7 @@
 /* status.c — the agent's own state, published for `sidetrack status`.
  *
- * Once a second (and at exit) the agent writes DATA/agent.status: a small JSON document built
+ * The agent answers `sidetrack status` on its socket (admin.c) with this document, rendered
+ * on request; once a second (and at exit) it also writes DATA/agent.status: a small JSON document built
  * in a temporary file and renamed into place, so that a reader sees the old or the new one,
  * never half of one. Readers judge liveness by the pid and by updated_ms (stale after a few
  * seconds: the agent hung or was killed -9). The layout is line-oriented on purpose: each
@@ -101,8 +102,18 @@ void agent_status_write(struct agent *a, bool stopped)
         unlink(tmp);
         return;
     }
+    a->last_status_ns = agent_now_ns();
+    agent_status_render(a, f, stopped);
+    bool ok = !ferror(f);
+    if (fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, path) < 0)
+        unlink(tmp);
+}
+
+void agent_status_render(struct agent *a, FILE *f, bool stopped)
+{
     uint64_t now = agent_now_ns();
-    a->last_status_ns = now;
     fprintf(f, "{\n  \"format\": 1");
     agent_status_str(f, "state", stopped ? "stopped" : "running");
     agent_status_u64(f, "pid", (uint64_t)getpid());
@@ -162,9 +173,4 @@ void agent_status_write(struct agent *a, bool stopped)
                 write_lane(f, as, i, &as->lanes[i], &first);
     }
     fputs(first ? "]\n}\n" : "\n  ]\n}\n", f);
-    bool ok = !ferror(f);
-    if (fclose(f) != 0)
-        ok = false;
-    if (!ok || rename(tmp, path) < 0)
-        unlink(tmp);
 }

@@ -4,17 +4,28 @@
  * figures mean the same as an MLflow run's: megabytes are 10^6 bytes; CPU utilization is the
  * share of non-idle jiffies (idle and iowait count as idle) between two /proc/stat readings;
  * memory used is MemTotal - MemAvailable; network figures count from when the sampler was
- * opened, summed over every interface but lo.
+ * opened.
+ *
+ * Network: psutil sums every interface, so a byte that leaves a container crosses its veth,
+ * the bridge and the NIC and is counted three times. Here only physical interfaces count
+ * (those with a device entry in sys/class/net: NICs, Wi-Fi, InfiniBand; not lo, bridges,
+ * veth, tun, bonds or VLANs, whose traffic their physical members carry). Without any
+ * physical interface (inside a container's own network namespace, where the veth is the
+ * only way out) every interface but lo counts; without sys/class/net, proc/net/dev's
+ * interfaces but lo. Each interface's counters are followed on their own, so that one that
+ * goes away or is recreated never makes the totals fall.
  */
 #include "sysmetrics.h"
 #include "store.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,13 +54,35 @@ struct nvml {
     nvml_return (*limit)(nvml_device, unsigned int *);
 };
 
+/* One interface's byte counters, as last read. */
+struct sysm_netif {
+    char name[32];
+    unsigned long long rx, tx;
+    bool physical; /* has a device entry in sys/class/net */
+};
+
+/* Where the network counters came from; a change of source starts the counts afresh. */
+enum sysm_net_source {
+    SYSM_NET_NONE,
+    SYSM_NET_SYS_PHYSICAL, /* sys/class/net, interfaces with a device entry */
+    SYSM_NET_SYS_ALL,      /* sys/class/net without any such interface: all but lo */
+    SYSM_NET_PROC,         /* proc/net/dev (no sys/class/net): all but lo */
+};
+
+struct sysm_netlist {
+    enum sysm_net_source src;
+    size_t n, cap;
+    struct sysm_netif *ifs;
+};
+
 struct sysm {
     char root[4096];
     char *disk_path;
     bool have_cpu;
     unsigned long long cpu_total, cpu_idle;
     bool have_net;
-    unsigned long long net_rx0, net_tx0;
+    struct sysm_netlist net, net_next; /* the last reading, and room for the next */
+    unsigned long long net_rx, net_tx; /* bytes since the sampler was opened */
     struct nvml nv;
     unsigned ngpus;
     nvml_device gpus[SYSM_MAX_GPUS];
@@ -88,15 +121,86 @@ static bool read_cpu(const struct sysm *s, unsigned long long *total, unsigned l
     return ok;
 }
 
-/* Received and sent bytes over every interface but lo. */
-static bool read_net(const struct sysm *s, unsigned long long *rx, unsigned long long *tx)
+static bool netlist_add(struct sysm_netlist *l, const char *name, unsigned long long rx,
+                        unsigned long long tx, bool physical)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct sysm_netif *n = realloc(l->ifs, cap * sizeof *n);
+        if (!n)
+            return false;
+        l->ifs = n;
+        l->cap = cap;
+    }
+    struct sysm_netif *i = &l->ifs[l->n++];
+    snprintf(i->name, sizeof i->name, "%s", name);
+    i->rx = rx;
+    i->tx = tx;
+    i->physical = physical;
+    return true;
+}
+
+static bool read_u64(const char *path, unsigned long long *v)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fscanf(f, "%llu", v) == 1;
+    fclose(f);
+    return ok;
+}
+
+/* sys/class/net: the physical interfaces, or when there is none every one but lo. False
+ * when the directory is missing or lists no interface whose counters can be read. */
+static bool read_net_sys(const struct sysm *s, struct sysm_netlist *l)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/sys/class/net", s->root);
+    DIR *d = opendir(path);
+    if (!d)
+        return false;
+    struct dirent *e;
+    size_t physical = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof l->ifs->name)
+            continue;
+        unsigned long long rx, tx;
+        struct stat st;
+        snprintf(path, sizeof path, "%s/sys/class/net/%s/statistics/rx_bytes", s->root,
+                 e->d_name);
+        if (!read_u64(path, &rx))
+            continue;
+        snprintf(path, sizeof path, "%s/sys/class/net/%s/statistics/tx_bytes", s->root,
+                 e->d_name);
+        if (!read_u64(path, &tx))
+            continue;
+        /* lstat: the entry is a link to the bus device; whether that resolves is no matter. */
+        snprintf(path, sizeof path, "%s/sys/class/net/%s/device", s->root, e->d_name);
+        bool phys = lstat(path, &st) == 0;
+        if (!phys && !strcmp(e->d_name, "lo"))
+            continue;
+        if (!netlist_add(l, e->d_name, rx, tx, phys))
+            break;
+        physical += phys;
+    }
+    closedir(d);
+    size_t kept = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->ifs[i].physical || !physical)
+            l->ifs[kept++] = l->ifs[i];
+    l->n = kept;
+    l->src = physical ? SYSM_NET_SYS_PHYSICAL : SYSM_NET_SYS_ALL;
+    return kept > 0;
+}
+
+/* proc/net/dev, every interface but lo: for a container without sys/. */
+static bool read_net_proc(const struct sysm *s, struct sysm_netlist *l)
 {
     FILE *f = open_proc(s, "proc/net/dev");
     if (!f)
         return false;
     char line[1024];
     bool ok = false;
-    *rx = *tx = 0;
     while (fgets(line, sizeof line, f)) {
         char *colon = strchr(line, ':');
         if (!colon)
@@ -108,13 +212,49 @@ static bool read_net(const struct sysm *s, unsigned long long *rx, unsigned long
                    &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]) != 9)
             continue;
         ok = true;
-        if (!strcmp(name, "lo"))
+        if (!strcmp(name, "lo") || strlen(name) >= sizeof l->ifs->name)
             continue;
-        *rx += v[0];
-        *tx += v[8];
+        if (!netlist_add(l, name, v[0], v[8], false))
+            break;
     }
     fclose(f);
+    l->src = SYSM_NET_PROC;
     return ok;
+}
+
+/* Reads the counters into s->net_next; false when neither source is there. */
+static bool read_net(struct sysm *s)
+{
+    struct sysm_netlist *l = &s->net_next;
+    l->n = 0;
+    l->src = SYSM_NET_NONE;
+    if (read_net_sys(s, l))
+        return true;
+    l->n = 0;
+    return read_net_proc(s, l);
+}
+
+/* Adds what each interface moved since the last reading, and makes this reading the last.
+ * base: only take the reading (the first one, or after the source changed). */
+static void net_advance(struct sysm *s, bool base)
+{
+    struct sysm_netlist *cur = &s->net_next, *prev = &s->net;
+    if (cur->src != prev->src)
+        base = true;
+    for (size_t i = 0; !base && i < cur->n; i++) {
+        const struct sysm_netif *c = &cur->ifs[i];
+        const struct sysm_netif *p = NULL;
+        for (size_t j = 0; j < prev->n && !p; j++) /* a handful of interfaces */
+            if (!strcmp(prev->ifs[j].name, c->name))
+                p = &prev->ifs[j];
+        /* A new interface, or one whose counters restarted (recreated under the same name),
+         * moved all it counts since the last reading; psutil counts it so as well. */
+        s->net_rx += p && c->rx >= p->rx ? c->rx - p->rx : c->rx;
+        s->net_tx += p && c->tx >= p->tx ? c->tx - p->tx : c->tx;
+    }
+    struct sysm_netlist tmp = *prev;
+    *prev = *cur;
+    *cur = tmp;
 }
 
 static void nvml_load(struct nvml *nv, unsigned *ngpus, nvml_device *gpus, const char *lib)
@@ -157,7 +297,8 @@ int sysm_open(struct sysm **out, const char *root, const char *disk_path, const 
         return -ENOMEM;
     }
     s->have_cpu = read_cpu(s, &s->cpu_total, &s->cpu_idle);
-    s->have_net = read_net(s, &s->net_rx0, &s->net_tx0);
+    if ((s->have_net = read_net(s)))
+        net_advance(s, true);
     nvml_load(&s->nv, &s->ngpus, s->gpus, nvml_lib);
     *out = s;
     return 0;
@@ -171,6 +312,8 @@ void sysm_close(struct sysm *s)
         s->nv.shutdown();
         dlclose(s->nv.lib);
     }
+    free(s->net.ifs);
+    free(s->net_next.ifs);
     free(s->disk_path);
     free(s);
 }
@@ -252,21 +395,12 @@ static void sample_disk(const struct sysm *s, struct sysm_value *out, size_t *n)
 
 static void sample_net(struct sysm *s, struct sysm_value *out, size_t *n)
 {
-    unsigned long long rx, tx;
-    if (!read_net(s, &rx, &tx))
+    if (!read_net(s))
         return;
-    if (!s->have_net) {
-        s->have_net = true;
-        s->net_rx0 = rx;
-        s->net_tx0 = tx;
-    }
-    /* Counters fall when an interface goes away: report from there on, never negative. */
-    if (rx < s->net_rx0)
-        s->net_rx0 = rx;
-    if (tx < s->net_tx0)
-        s->net_tx0 = tx;
-    put(out, n, "network_receive_megabytes", (double)(rx - s->net_rx0) / 1e6);
-    put(out, n, "network_transmit_megabytes", (double)(tx - s->net_tx0) / 1e6);
+    net_advance(s, !s->have_net); /* appeared later: this reading is the base */
+    s->have_net = true;
+    put(out, n, "network_receive_megabytes", (double)s->net_rx / 1e6);
+    put(out, n, "network_transmit_megabytes", (double)s->net_tx / 1e6);
 }
 
 static void sample_gpus(struct sysm *s, struct sysm_value *out, size_t *n)
@@ -293,6 +427,57 @@ static void sample_gpus(struct sysm *s, struct sysm_value *out, size_t *n)
     }
 }
 
+/* cgroup v2 only: under v1 (or a hybrid tree) proc/PID/cgroup has no "0::" line. */
+int sysm_cgroup_memory(const struct sysm *s, uint32_t pid, double *used, double *limit)
+{
+    if (!pid)
+        return -ENOENT;
+    char rel[64], line[4096], cg[4096] = "";
+    snprintf(rel, sizeof rel, "proc/%u/cgroup", pid);
+    FILE *f = open_proc(s, rel);
+    if (!f)
+        return -ENOENT;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "0::/", 4)) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(cg, sizeof cg, "%s", line + 3);
+            break;
+        }
+    fclose(f);
+    /* A cgroup outside our cgroup namespace shows as "/../..": not ours to read. */
+    if (!cg[0] || strstr(cg, "/.."))
+        return -ENOENT;
+    char dir[8400], path[8500];
+    for (;;) {
+        snprintf(dir, sizeof dir, "%s/sys/fs/cgroup%s", s->root, cg);
+        unsigned long long max, cur, v;
+        snprintf(path, sizeof path, "%s/memory.max", dir);
+        if (read_u64(path, &max) && max > 0) { /* "max" reads as no number */
+            snprintf(path, sizeof path, "%s/memory.current", dir);
+            if (!read_u64(path, &cur))
+                return -ENOENT;
+            /* The working set, as kubelet and docker stats count it: page cache not used
+             * lately is reclaimed before the OOM killer comes. */
+            snprintf(path, sizeof path, "%s/memory.stat", dir);
+            if ((f = fopen(path, "re"))) {
+                while (fgets(line, sizeof line, f))
+                    if (sscanf(line, "inactive_file %llu", &v) == 1) {
+                        cur -= v < cur ? v : cur;
+                        break;
+                    }
+                fclose(f);
+            }
+            *used = (double)cur;
+            *limit = (double)max;
+            return 0;
+        }
+        char *slash = strrchr(cg, '/');
+        if (!slash || slash == cg)
+            return -ENOENT; /* the root cgroup has no limit */
+        *slash = '\0';
+    }
+}
+
 size_t sysm_sample(struct sysm *s, struct sysm_value *out)
 {
     size_t n = 0;
@@ -308,16 +493,29 @@ size_t sysm_sample(struct sysm *s, struct sysm_value *out)
 
 struct sysm_active {
     uint8_t id[16];
+    uint32_t pid;
     int64_t step; /* samples recorded on this run by this agent */
 };
 
 struct sysm_recorder {
     struct sysm *s;
-    uint64_t interval_ns, next_ns;
+    uint64_t interval_ns; /* 0: off */
+    uint64_t next_ns, last_ns; /* the next sample is due; the last one (or the open) was */
     char host[256];
     struct sysm_active *runs, *old;
     size_t nruns, nold, cap, oldcap;
 };
+
+void sysm_recorder_set_interval(struct sysm_recorder *r, uint32_t interval_s)
+{
+    r->interval_ns = (uint64_t)interval_s * 1000000000ull;
+    r->next_ns = r->last_ns + r->interval_ns; /* already past: the next tick samples */
+}
+
+uint32_t sysm_recorder_interval(const struct sysm_recorder *r)
+{
+    return (uint32_t)(r->interval_ns / 1000000000ull);
+}
 
 int sysm_recorder_open(struct sysm_recorder **out, const char *root, const char *data_dir,
                        uint32_t interval_s, uint64_t now_ns)
@@ -331,8 +529,8 @@ int sysm_recorder_open(struct sysm_recorder **out, const char *root, const char 
         return e;
     }
     gethostname(r->host, sizeof r->host - 1);
-    r->interval_ns = (uint64_t)interval_s * 1000000000ull;
-    r->next_ns = now_ns + r->interval_ns;
+    r->last_ns = now_ns;
+    sysm_recorder_set_interval(r, interval_s);
     *out = r;
     return 0;
 }
@@ -369,6 +567,7 @@ static int collect_run(const struct store_run *run, void *arg)
     }
     struct sysm_active *a = &r->runs[r->nruns++];
     memcpy(a->id, run->id, 16);
+    a->pid = run->pid;
     a->step = 0;
     for (size_t i = 0; i < r->nold; i++) /* both in id order: could merge; sets are small */
         if (!memcmp(r->old[i].id, run->id, 16)) {
@@ -380,13 +579,14 @@ static int collect_run(const struct store_run *run, void *arg)
 
 int sysm_recorder_tick(struct sysm_recorder *r, struct store *st, uint64_t now_ns)
 {
-    if (!r)
+    if (!r || !r->interval_ns)
         return 0;
     if (r->next_ns > now_ns + r->interval_ns)
         r->next_ns = now_ns; /* the clock was set back: sample now rather than much later */
     if (now_ns < r->next_ns)
         return 0;
     r->next_ns = now_ns + r->interval_ns;
+    r->last_ns = now_ns;
     struct sysm_value v[SYSM_MAX_VALUES];
     size_t nv = sysm_sample(r->s, v);
 
@@ -415,12 +615,25 @@ int sysm_recorder_tick(struct sysm_recorder *r, struct store *st, uint64_t now_n
     struct timespec rt;
     if (clock_gettime(CLOCK_REALTIME, &rt) == 0)
         ts = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
-    for (size_t i = 0; i < r->nruns; i++)
+    for (size_t i = 0; i < r->nruns; i++) {
+        struct store_point p = {.step = r->runs[i].step, .ts_ms = ts};
         for (size_t k = 0; k < nv; k++) {
-            struct store_point p = {.step = r->runs[i].step, .ts_ms = ts, .value = v[k].value};
+            p.value = v[k].value;
             if ((e = store_metric_append(t, r->runs[i].id, v[k].key, &p, 1)) < 0)
                 goto fail;
         }
+        double used, limit;
+        if (sysm_cgroup_memory(r->s, r->runs[i].pid, &used, &limit) == 0) {
+            p.value = used / 1e6;
+            if ((e = store_metric_append(t, r->runs[i].id,
+                                         "system/cgroup_memory_usage_megabytes", &p, 1)) < 0)
+                goto fail;
+            p.value = 100.0 * used / limit;
+            if ((e = store_metric_append(t, r->runs[i].id,
+                                         "system/cgroup_memory_usage_percentage", &p, 1)) < 0)
+                goto fail;
+        }
+    }
     if ((e = store_commit(t)) < 0)
         return e;
     for (size_t i = 0; i < r->nruns; i++)

@@ -755,11 +755,15 @@ const char *st_strerror(int err)
     case ST_EVALUE:
         return "invalid value: params take at most 6000 characters, tags 5000, in UTF-8";
     case ST_ENAME:
-        return "invalid name: experiment names take 1-500 characters, run names 1-250, in UTF-8";
+        return "invalid name: experiment names take 1-500 characters, run names 1-250, in UTF-8; "
+               "registered model names 1-256 bytes";
     case ST_EPATH:
         return "invalid artifact path: a relative, normalised path without '..'";
     case ST_EENDED:
         return "the run has already ended";
+    case ST_EALIAS:
+        return "invalid model alias: 1-255 letters, digits, '_' or '-', not 'latest' nor "
+               "'v<digits>' (reserved), at most 16 aliases";
     case ST_ERINGOWNER:
         return "the ring file in your name belongs to another user (it would see and own your "
                "records): have it removed from the ring directory, or use another "

@@ -130,3 +130,20 @@ int st__enc_artifact(struct st_enc *e, uint32_t slot, const char *path, const ch
     msgpack_pack_uint64(&pk, size);
     return enc_done(e);
 }
+
+int st__enc_model_register(struct st_enc *e, uint32_t slot, const char *path, const char *name,
+                           const char *const *aliases, size_t naliases,
+                           const char *description)
+{
+    msgpack_packer pk;
+    enc_init(e, &pk);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_uint32(&pk, slot);
+    pack_str(&pk, path);
+    pack_str(&pk, name);
+    msgpack_pack_array(&pk, naliases);
+    for (size_t i = 0; i < naliases; i++)
+        pack_str(&pk, aliases[i]);
+    pack_str(&pk, description ? description : "");
+    return enc_done(e);
+}

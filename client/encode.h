@@ -22,5 +22,8 @@ int st__enc_run_end(struct st_enc *e, uint32_t slot, unsigned status, int64_t en
 int st__enc_kv(struct st_enc *e, uint32_t slot, const char *key, const char *value);
 int st__enc_artifact(struct st_enc *e, uint32_t slot, const char *path, const char *spool_name,
                      uint64_t size);
+int st__enc_model_register(struct st_enc *e, uint32_t slot, const char *path, const char *name,
+                           const char *const *aliases, size_t naliases,
+                           const char *description);
 
 #endif

@@ -3,6 +3,8 @@
 #include "validate.h"
 
 #include "sidetrack.h"
+/* The registry's naming rules, header-only: the store applies the same definitions. */
+#include "../store/registry_rules.h"
 
 #include <errno.h>
 #include <string.h>
@@ -99,4 +101,14 @@ int st__check_artifact_path(const char *path)
     if (!path || !*path || strlen(path) > 1024 || st__utf8_len(path, 4096) < 0)
         return ST_EPATH;
     return path_is_normal(path) ? 0 : ST_EPATH;
+}
+
+int st__check_model_name(const char *name)
+{
+    return store_rm_name_rule(name) == STORE_RM_RULE_OK ? 0 : ST_ENAME;
+}
+
+int st__check_model_alias(const char *alias)
+{
+    return store_rm_alias_rule(alias) == STORE_RM_RULE_OK ? 0 : ST_EALIAS;
 }

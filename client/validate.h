@@ -11,5 +11,8 @@ int st__check_key(const char *key);
 int st__check_value(const char *value, size_t max_chars);
 int st__check_name(const char *name, size_t max_chars);
 int st__check_artifact_path(const char *path);
+/* The registry's rules (store/registry_rules.h): ST_ENAME / ST_EALIAS. */
+int st__check_model_name(const char *name);
+int st__check_model_alias(const char *alias);
 
 #endif

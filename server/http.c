@@ -8,6 +8,7 @@
 #include "http.h"
 
 #include "log.h"
+#include "netaddr.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -685,50 +686,12 @@ static char *slurp(const char *path, int *err)
     return buf;
 }
 
-/* "HOST:PORT", "[V6]:PORT", ":PORT". */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *v6)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon)
-        return -EINVAL;
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port > 65535)
-        return -EINVAL;
-    char host[256];
-    size_t hl = (size_t)(colon - s);
-    if (hl >= sizeof host)
-        return -EINVAL;
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    memset(ss, 0, sizeof *ss);
-    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
-        host[hl - 1] = '\0';
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)port);
-        *v6 = true;
-        return inet_pton(AF_INET6, host + 1, &a->sin6_addr) == 1 ? 0 : -EINVAL;
-    }
-    struct sockaddr_in *a = (struct sockaddr_in *)ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    *v6 = false;
-    if (!host[0] || !strcmp(host, "*") || !strcmp(host, "0.0.0.0")) {
-        a->sin_addr.s_addr = htonl(INADDR_ANY);
-        return 0;
-    }
-    if (!strcmp(host, "localhost"))
-        return inet_pton(AF_INET, "127.0.0.1", &a->sin_addr) == 1 ? 0 : -EINVAL;
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -EINVAL;
-}
-
 int http_start(struct http_server **out, const struct http_options *o)
 {
     *out = NULL;
     struct sockaddr_storage ss;
     bool v6;
-    int r = parse_listen(o->listen, &ss, &v6);
+    int r = netaddr_parse_listen(o->listen, &ss, &v6);
     if (r < 0)
         return r;
     if (!o->tls_cert != !o->tls_key)

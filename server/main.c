@@ -4,6 +4,7 @@
  *
  * One thread serves the socket and applies batches: LMDB allows one writer at a time anyway,
  * and a batch is tens to hundreds of KiB, so the socket is never the bottleneck. */
+#include "config.h"
 #include "http.h"
 #include "ingest.h"
 #include "ingest_http.h"
@@ -30,8 +31,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define DEFAULT_ENDPOINT "tcp://127.0.0.1:7341"
-
 static volatile sig_atomic_t stop_signal;
 static int verbose;
 
@@ -48,7 +47,7 @@ static void usage(FILE *f)
             "\n"
             "Options:\n"
             "  -d, --data DIR      the central store's directory (created if missing)\n"
-            "  -z, --zmq ENDPOINT  where agents connect (default " DEFAULT_ENDPOINT "; 'off': none)\n"
+            "  -z, --zmq ENDPOINT  where agents connect (default " SERVER_DEFAULT_ENDPOINT "; 'off': none)\n"
             "      --http ADDR:PORT  serve HTTP(S): MLflow's REST API and the agents' HTTPS\n"
             "                      ingest (e.g. 127.0.0.1:5000; [::]:5000 or :5000 for all)\n"
             "      --tls-cert FILE --tls-key FILE  PEM certificate (chain) and key: HTTPS\n"
@@ -67,11 +66,16 @@ static void usage(FILE *f)
             "  -a, --allow DIR     agents' public keys, one NAME.pub file each (default\n"
             "                      DIR/agents.d); read again when its contents change\n"
             "  -v, --verbose       log every batch\n"
+            "  -c, --config FILE   the configuration file (default " SERVER_CONFIG_DEFAULT_PATH ",\n"
+            "                      if it exists): one 'key = value' a line, the keys are the\n"
+            "                      long options' names; $SIDETRACK_SRV_<KEY> overrides it, and\n"
+            "                      the options override both\n"
             "  -h, --help          show this help\n"
             "      --version       show the version\n"
             "\n"
             "Keys: sidetrack keys gen NAME [--dir DIR]. Read the store with the CLI:\n"
-            "sidetrack --data DIR runs list. Signals: SIGTERM and SIGINT stop it cleanly.\n"
+            "sidetrack --data DIR runs list. Signals: SIGTERM and SIGINT stop it cleanly; the\n"
+            "configuration is read at start only (restart to apply a change).\n"
             "See docs/server.md.\n");
 }
 
@@ -179,58 +183,49 @@ static int ensure_dir(const char *d)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Every option but --config, --help and --version is a key of the configuration file, of the
+ * same name (config.c). */
+static const struct option opts[] = {
+    {"data", required_argument, NULL, 'd'}, {"zmq", required_argument, NULL, 'z'},
+    {"key", required_argument, NULL, 'k'},  {"allow", required_argument, NULL, 'a'},
+    {"verbose", no_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},    {"http", required_argument, NULL, 'H'},
+    {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+    {"tokens", required_argument, NULL, 'T'}, {"api-auth", required_argument, NULL, 'A'},
+    {"http-threads", required_argument, NULL, 'N'}, {"web", required_argument, NULL, 'W'},
+    {"read-only", no_argument, NULL, 'R'},          {"config", required_argument, NULL, 'c'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The configuration: the file and the environment (conf_load), then the options over them.
+ * Its strings back the settings for the server's life (static: still reachable at exit). */
+static struct server_config cf;
+
+/* Reads the options into `cli` (checked as the file's values are) and the file's path.
+ * -1: the program is done (help, version); 0: go on; 2: a usage error, said. */
+static int parse_options(int argc, char **argv, struct server_config *cli, const char **cfg_path)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'}, {"zmq", required_argument, NULL, 'z'},
-        {"key", required_argument, NULL, 'k'},  {"allow", required_argument, NULL, 'a'},
-        {"verbose", no_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},    {"http", required_argument, NULL, 'H'},
-        {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
-        {"tokens", required_argument, NULL, 'T'}, {"api-auth", required_argument, NULL, 'A'},
-        {"http-threads", required_argument, NULL, 'N'}, {"web", required_argument, NULL, 'W'},
-        {"read-only", no_argument, NULL, 'R'},          {NULL, 0, NULL, 0},
-    };
-    const char *data = NULL, *endpoint = DEFAULT_ENDPOINT, *keyfile = NULL, *allow = NULL;
-    const char *http_listen_addr = NULL, *tls_cert = NULL, *tls_key = NULL, *tokens = NULL;
-    const char *web_root = NULL;
-    bool api_auth = false, read_only = false;
-    unsigned http_threads = 4;
+    const struct conf_table *t = &server_config_table;
     int o;
-    while ((o = getopt_long(argc, argv, "d:z:k:a:vh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'd': data = optarg; break;
-        case 'z': endpoint = optarg; break;
-        case 'k': keyfile = optarg; break;
-        case 'a': allow = optarg; break;
-        case 'v': verbose = 1; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("sidetrack-server 0.1.0\n"); return 0;
-        case 'H': http_listen_addr = optarg; break;
-        case 'C': tls_cert = optarg; break;
-        case 'K': tls_key = optarg; break;
-        case 'T': tokens = optarg; break;
-        case 'W': web_root = optarg; break;
-        case 'R': read_only = true; break;
-        case 'A':
-            if (strcmp(optarg, "open") && strcmp(optarg, "token")) {
-                fprintf(stderr, "sidetrack-server: --api-auth takes 'open' or 'token', not '%s'\n",
-                        optarg);
+    while ((o = getopt_long(argc, argv, "d:z:k:a:vhc:", opts, NULL)) != -1) {
+        const struct option *opt = opts;
+        while (opt->name && opt->val != o)
+            opt++;
+        int k = opt->name ? conf_key_find(t, opt->name) : -1;
+        if (k >= 0) {
+            char where[64], err[1024];
+            snprintf(where, sizeof where, "--%s", opt->name);
+            if (conf_set(t, server_config_values(cli), k, optarg ? optarg : "true", where, err,
+                         sizeof err) < 0) {
+                fprintf(stderr, "sidetrack-server: %s\n", err);
                 return 2;
             }
-            api_auth = !strcmp(optarg, "token");
-            break;
-        case 'N': {
-            char *end;
-            unsigned long n = strtoul(optarg, &end, 10);
-            if (*end || n < 1 || n > 256) {
-                fprintf(stderr, "sidetrack-server: --http-threads takes 1 to 256, not '%s'\n",
-                        optarg);
-                return 2;
-            }
-            http_threads = (unsigned)n;
-            break;
+            continue;
         }
+        switch (o) {
+        case 'c': *cfg_path = optarg; break;
+        case 'h': usage(stdout); return -1;
+        case 'V': printf("sidetrack-server 0.1.0\n"); return -1;
         default: usage(stderr); return 2;
         }
     }
@@ -238,8 +233,47 @@ int main(int argc, char **argv)
         fprintf(stderr, "sidetrack-server: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
+    return 0;
+}
+
+/* Fills `cf`: defaults < file < $SIDETRACK_SRV_* < options. 0, -1 (done) or 2 (said). */
+static int configure(int argc, char **argv)
+{
+    static struct server_config cli;
+    const struct conf_table *t = &server_config_table;
+    const char *cfg_path = NULL;
+    char err[1024];
+    int r = parse_options(argc, argv, &cli, &cfg_path);
+    if (r == 0 && conf_load(t, server_config_values(&cf), cfg_path, err, sizeof err) < 0) {
+        fprintf(stderr, "sidetrack-server: %s\n", err);
+        r = 2;
+    }
+    if (r == 0)
+        conf_overlay(t, server_config_values(&cf), server_config_values(&cli));
+    conf_free(t, server_config_values(&cli));
+    const char *file = conf_path(t, cfg_path);
+    if (r == 0 && file)
+        server_log("info", "read the configuration file %s", file);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    int r = configure(argc, argv);
+    if (r != 0)
+        return r < 0 ? 0 : r;
+    const char *data = cf.str[SCFG_DATA], *keyfile = cf.str[SCFG_KEY], *allow = cf.str[SCFG_ALLOW];
+    const char *endpoint = cf.str[SCFG_ZMQ] ? cf.str[SCFG_ZMQ] : SERVER_DEFAULT_ENDPOINT;
+    const char *http_listen_addr = cf.str[SCFG_HTTP], *tls_cert = cf.str[SCFG_TLS_CERT];
+    const char *tls_key = cf.str[SCFG_TLS_KEY], *tokens = cf.str[SCFG_TOKENS];
+    const char *web_root = cf.str[SCFG_WEB];
+    bool api_auth = cf.num[SCFG_API_AUTH] == SCFG_API_AUTH_TOKEN;
+    bool read_only = cf.num[SCFG_READ_ONLY] != 0;
+    unsigned http_threads = cf.num[SCFG_HTTP_THREADS];
+    verbose = cf.num[SCFG_VERBOSE] != 0;
     if (!data) {
-        fprintf(stderr, "sidetrack-server: --data DIR is required (the central store)\n");
+        fprintf(stderr, "sidetrack-server: --data DIR is required (the central store; or "
+                        "data = DIR in the configuration file)\n");
         return 2;
     }
     if (!tls_cert != !tls_key) {
@@ -259,7 +293,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "sidetrack-server: with --zmq off, --http is needed (else nothing listens)\n");
         return 2;
     }
-    int r;
     if (!read_only && (r = ensure_dir(data)) < 0) {
         server_log("error", "cannot create %s: %s", data, strerror(-r));
         return 1;
@@ -431,5 +464,6 @@ out:
     if (!read_only)
         store_sync(sv.store);
     store_close(sv.store);
+    conf_free(&server_config_table, server_config_values(&cf));
     return rc;
 }

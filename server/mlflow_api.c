@@ -712,5 +712,6 @@ int mlflow_api_register(struct http_server *h, struct store *s)
                 return rc;
         }
     }
-    return mf_artifacts_register(h, s);
+    int rc = mf_artifacts_register(h, s);
+    return rc < 0 ? rc : mf_registry_register(h, s);
 }

@@ -131,5 +131,7 @@ int mf_route_add(struct http_server *h, const char *method, const char *path,
                  unsigned http_flags, mf_fn fn, unsigned mf_flags, struct store *s);
 /* The artifacts proxy: registered by mlflow_artifacts.c itself. */
 int mf_artifacts_register(struct http_server *h, struct store *s);
+/* The model registry (mlflow_registry.c, with sidetrack's /api/sidetrack/v1/models/ routes). */
+int mf_registry_register(struct http_server *h, struct store *s);
 
 #endif

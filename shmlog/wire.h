@@ -17,6 +17,9 @@
  *   WIRE_PARAM      msgpack [run_slot uint, key str, value str]
  *   WIRE_TAG        msgpack [run_slot uint, key str, value str]
  *   WIRE_ARTIFACT   msgpack [run_slot uint, artifact path str, spool file name str, size uint]
+ *   WIRE_MODEL_REGISTER  msgpack [run_slot uint, artifact path str, model name str,
+ *                               aliases [str...] (at most WIRE_MODEL_ALIASES_MAX),
+ *                               description str ("" for none)]
  * Stamps (ts) are in the arena's clock domain (shmlog_arena_hdr.clock), or milliseconds since
  * the epoch when the record has WIRE_F_TS_MS (a timestamp the user gave).
  */
@@ -35,7 +38,9 @@ enum wire_type {
     WIRE_PARAM = 7,
     WIRE_TAG = 8,
     WIRE_ARTIFACT = 9,
+    WIRE_MODEL_REGISTER = 10,
 };
+#define WIRE_MODEL_ALIASES_MAX 16
 
 #define WIRE_F_TS_MS 0x01
 

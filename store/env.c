@@ -32,6 +32,9 @@ static const char *const db_names[DB_COUNT] = {
     [DB_JOURNAL] = "journal",   [DB_PEERS] = "peers", [DB_MBIDX] = "mbidx",
     [DB_EXPTAGS] = "exptags",   [DB_INPUTS] = "inputs",
     [DB_REMOTE] = "remote",
+    [DB_RM] = "rm",             [DB_RM_NAME] = "rm_name", [DB_MV] = "mv",
+    [DB_MV_RUN] = "mv_run",     [DB_RM_TAGS] = "rm_tags", [DB_RM_ALIAS] = "rm_alias",
+    [DB_RM_HIST] = "rm_hist",
 };
 
 /* Databases added after stores were first made (schema version 1 still): a read-only open

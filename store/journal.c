@@ -10,6 +10,8 @@
  *   TAG        [4, run, key, value]
  *   METRICS    [5, run, key, first_index, count]
  *   ARTIFACT   [6, run, path, sha256 (bin 32), size]
+ *   MODEL_REGISTER [7, run, path, model, aliases (comma-separated), description, actor,
+ *              time_ms, digest (64 hex digits, or "" when the path held no artifact)]
  * An array rather than a map: an op is written for every change, and names of fields would
  * be most of its bytes. Readers skip items past the ones they know (fields added later).
  * Strings are stored with their terminating NUL, so that a reader can hand out pointers into
@@ -32,6 +34,7 @@
 #define OP_KV_ITEMS 4
 #define OP_METRICS_ITEMS 5
 #define OP_ARTIFACT_ITEMS 5
+#define OP_MODEL_REGISTER_ITEMS 9
 
 static const char JNEXT[] = "journal_next";
 
@@ -101,6 +104,9 @@ static int op_encode(struct st_mpw *w, const struct store_op *op)
     case STORE_OP_ARTIFACT:
         st_mpw_array(w, OP_ARTIFACT_ITEMS);
         break;
+    case STORE_OP_MODEL_REGISTER:
+        st_mpw_array(w, OP_MODEL_REGISTER_ITEMS);
+        break;
     default:
         return -EINVAL;
     }
@@ -137,6 +143,15 @@ static int op_encode(struct st_mpw *w, const struct store_op *op)
         put_str(w, op->key);
         st_mpw_bin(w, op->sha256, 32);
         st_mpw_uint(w, op->size);
+        break;
+    case STORE_OP_MODEL_REGISTER:
+        put_str(w, op->key);
+        put_str(w, op->model);
+        put_str(w, op->aliases ? op->aliases : "");
+        put_str(w, op->description ? op->description : "");
+        put_str(w, op->actor ? op->actor : "");
+        st_mpw_int(w, op->time_ms);
+        put_str(w, op->digest ? op->digest : "");
         break;
     }
     return st_mpw_done(w);
@@ -201,6 +216,17 @@ static int get_status(struct st_mpr *r, int *out)
     return 0;
 }
 
+static int model_register_decode(struct st_mpr *r, struct store_op *op)
+{
+    int rc;
+    if ((rc = get_str(r, &op->key)) < 0 || (rc = get_str(r, &op->model)) < 0 ||
+        (rc = get_str(r, &op->aliases)) < 0 || (rc = get_str(r, &op->description)) < 0 ||
+        (rc = get_str(r, &op->actor)) < 0 ||
+        (rc = st_mpr_i64(r, &op->time_ms)) < 0 || (rc = get_str(r, &op->digest)) < 0)
+        return rc;
+    return 0;
+}
+
 static int op_decode(const MDB_val *k, const MDB_val *v, struct store_op *op)
 {
     if (k->mv_size != 8)
@@ -226,6 +252,7 @@ static int op_decode(const MDB_val *k, const MDB_val *v, struct store_op *op)
     case STORE_OP_TAG: need = OP_KV_ITEMS; break;
     case STORE_OP_METRICS: need = OP_METRICS_ITEMS; break;
     case STORE_OP_ARTIFACT: need = OP_ARTIFACT_ITEMS; break;
+    case STORE_OP_MODEL_REGISTER: need = OP_MODEL_REGISTER_ITEMS; break;
     default: return -EBADMSG;
     }
     if (n < need)
@@ -265,6 +292,9 @@ static int op_decode(const MDB_val *k, const MDB_val *v, struct store_op *op)
     case STORE_OP_ARTIFACT:
         if ((rc = get_str(&r, &op->key)) == 0 && (rc = st_mpr_bin_exact(&r, op->sha256, 32)) == 0)
             rc = st_mpr_u64(&r, &op->size);
+        break;
+    case STORE_OP_MODEL_REGISTER:
+        rc = model_register_decode(&r, op);
         break;
     }
     for (uint32_t i = need; i < n && rc == 0; i++)

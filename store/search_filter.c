@@ -615,7 +615,7 @@ static size_t utf8_char_len(const unsigned char *s, size_t n)
 /* SQL LIKE without an escape character: % any run of characters (none too), _ exactly one
  * character (a whole UTF-8 sequence). Greedy with backtracking to the last %: O(n*m) at
  * worst, linear for the usual 'prefix%' and '%infix%'. */
-static bool like_match(const char *p, size_t pn, const char *s, size_t sn, bool icase)
+bool sf_like(const char *p, size_t pn, const char *s, size_t sn, bool icase)
 {
     size_t pi = 0, si = 0, star_p = (size_t)-1, star_s = 0;
     while (si < sn) {
@@ -648,8 +648,8 @@ static bool match_str(const struct sf_clause *c, const char *v, size_t n)
     switch (c->op) {
     case SF_EQ: return n == c->slen && memcmp(v, c->str, n) == 0;
     case SF_NE: return !(n == c->slen && memcmp(v, c->str, n) == 0);
-    case SF_LIKE: return like_match(c->str, c->slen, v, n, false);
-    case SF_ILIKE: return like_match(c->str, c->slen, v, n, true);
+    case SF_LIKE: return sf_like(c->str, c->slen, v, n, false);
+    case SF_ILIKE: return sf_like(c->str, c->slen, v, n, true);
     case SF_IN:
     case SF_NOT_IN:
         for (size_t i = 0; i < c->nlist; i++)

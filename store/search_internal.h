@@ -62,6 +62,11 @@ bool sf_run_attr(const struct store_run *r, enum sf_attr a, char *buf, size_t le
 int sf_match_experiment(struct store_txn *t, const struct store_filter *f,
                         const struct store_experiment *e);
 
+/* SQL LIKE (no escape character) of pattern p over s, both of the given lengths: % any run
+ * of characters, _ exactly one (a whole UTF-8 sequence); icase ignores ASCII case. Shared by
+ * the runs' and the registry's filters. */
+bool sf_like(const char *p, size_t pn, const char *s, size_t sn, bool icase);
+
 /* "invalid WHAT at column N, near 'TEXT': MESSAGE" (or "at the end") into err. */
 void sf_error(char *err, size_t errlen, const char *what, const char *text, size_t pos,
               const char *fmt, ...) __attribute__((format(printf, 6, 7)));

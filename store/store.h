@@ -322,7 +322,12 @@ enum store_op_type {
     STORE_OP_TAG = 4,       /* run, key, value */
     STORE_OP_METRICS = 5,   /* run, key, first_index, count (points: store_metric_range) */
     STORE_OP_ARTIFACT = 6,  /* run, key (= path), sha256, size */
+    STORE_OP_MODEL_REGISTER = 7, /* run, key (= artifact path), model, aliases, description,
+                                  * actor, time_ms, digest: a model version registered from
+                                  * training code (store_mv_register, registry.h) */
 };
+/* Aliases one registration may set (the ring record carries at most this). */
+#define STORE_OP_ALIASES_MAX 16
 struct store_op {
     uint64_t seq;
     int type;                 /* enum store_op_type */
@@ -344,6 +349,13 @@ struct store_op {
     /* ARTIFACT */
     uint8_t sha256[32];
     uint64_t size;
+    /* MODEL_REGISTER (key: the artifact path) */
+    const char *model;        /* the registered model's name */
+    const char *description;  /* "" for none */
+    const char *actor;        /* user@host of the producer */
+    const char *aliases;      /* comma-separated ("" for none): an alias has no comma */
+    const char *digest;       /* 64 lowercase hex digits; "" when no artifact was found */
+    int64_t time_ms;
 };
 /* The journal's bounds: first = lowest seq kept (next when empty), next = the seq the next op
  * will get. Both 1 in a store that never journaled. */

@@ -24,7 +24,9 @@
  *   exptags    experiment id (u64, in 16 bytes: 8 zero + 8) + key + '\0' -> value bytes
  *   inputs     run (16) + key + '\0' -> value bytes (MLflow's log-inputs)
  *   remote     target + '\0' + key -> value bytes (store_remote_*: sync targets' records)
- * journal, peers, mbidx, exptags, inputs and remote came after the first stores were made: a writable open creates
+ *   rm, rm_name, mv, mv_run, rm_tags, rm_alias, rm_hist: the model registry (registry.c says
+ *              what each holds)
+ * journal, peers, mbidx, exptags, inputs, remote and the registry's came after the first stores were made: a writable open creates
  * them, a read-only open of an older store goes on without them (st_has_db()).
  */
 #ifndef SIDETRACK_STORE_INTERNAL_H
@@ -58,6 +60,13 @@ enum st_db {
     DB_EXPTAGS,
     DB_INPUTS,
     DB_REMOTE,
+    DB_RM,       /* the model registry (registry.c) */
+    DB_RM_NAME,
+    DB_MV,
+    DB_MV_RUN,
+    DB_RM_TAGS,
+    DB_RM_ALIAS,
+    DB_RM_HIST,
     DB_COUNT
 };
 

@@ -3,6 +3,8 @@
  * either all of the batch or none of it, and a resent batch is recognised by its seqs. */
 #include "apply.h"
 
+#include "registry.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,9 @@ static int apply_op(struct store_txn *t, const struct sync_msg *m, uint32_t i, c
         return apply_metrics(t, op, m->points[i], &res->points);
     case STORE_OP_ARTIFACT:
         return store_artifact_put(t, op->run, op->key, op->sha256, op->size);
+    case STORE_OP_MODEL_REGISTER:
+        /* The server numbers its own versions; the node's digest comes along as it was. */
+        return store_mv_register_op(t, op, NULL);
     }
     return -EBADMSG;
 }
@@ -213,6 +218,35 @@ static int artifact_find_cb(const struct store_artifact *a, void *arg)
     return 1;
 }
 
+struct version_find {
+    const char *source, *digest;
+    bool same;
+};
+
+static int version_find_cb(const struct store_mv *v, void *arg)
+{
+    struct version_find *f = arg;
+    f->same = strcmp(v->source, f->source) == 0 && strcmp(v->digest, f->digest) == 0;
+    return f->same ? 1 : 0;
+}
+
+/* A registration in a snapshot: made only when the model has no version of that source with
+ * that digest yet. 1 made, 0 there already. */
+static int snapshot_register(struct store_txn *t, const struct store_op *op)
+{
+    char hex[33], source[STORE_MV_SOURCE_MAX + 1];
+    store_run_id_hex(op->run, hex);
+    snprintf(source, sizeof source, "runs:/%s/%s", hex, op->key ? op->key : "");
+    struct version_find f = {source, op->digest ? op->digest : "", false};
+    int r = op->model ? store_mv_foreach(t, op->model, version_find_cb, &f) : -EINVAL;
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if (f.same)
+        return 0;
+    r = store_mv_register_op(t, op, NULL);
+    return r < 0 ? r : 1;
+}
+
 /* The points of a METRICS op that the series lacks: 1 appended, 0 nothing to add. */
 static int snapshot_metrics(struct store_txn *t, const struct store_op *op, const uint8_t *raw,
                             uint64_t *points)
@@ -292,6 +326,8 @@ static int snapshot_op(struct store_txn *t, const struct sync_msg *m, uint32_t i
         r = store_artifact_put(t, op->run, op->key, op->sha256, op->size);
         return r < 0 ? r : 1;
     }
+    case STORE_OP_MODEL_REGISTER:
+        return snapshot_register(t, op);
     }
     return -EBADMSG;
 }

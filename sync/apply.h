@@ -13,7 +13,8 @@ struct apply_result {
 };
 
 /* Applies a decoded BATCH from agent (host as it said in HELLO) in one transaction that also
- * records the agent's new high-water mark. Ops below the mark are skipped. Returns 0, -ERANGE
+ * records the agent's new high-water mark. A MODEL_REGISTER op makes a version numbered by
+ * this store (store_mv_register_op: the node's digest, actor and time as they came). Ops below the mark are skipped. Returns 0, -ERANGE
  * for a gap (the batch starts above the mark: res->hwm says where to resend from), -EBADMSG
  * for an op the store refuses as malformed, or a store error (the batch is then not applied
  * at all). Grows the map and retries when it fills. */
@@ -32,7 +33,8 @@ int apply_hwm(struct store *s, const uint8_t agent[16], uint64_t *hwm);
  *   RUN_END    when status or end time differ;  PARAM  write-once;  TAG  when the value differs;
  *   METRICS    points from index max(first_index, the series' length) on (series only grow at
  *              their end; first_index beyond the length is a gap: -EBADMSG);
- *   ARTIFACT   when the run lacks that path with that content.
+ *   ARTIFACT   when the run lacks that path with that content;
+ *   MODEL_REGISTER  when the model has no version of that source with that digest.
  * res->applied counts the ops that changed something, res->skipped the others, res->points
  * the points appended; res->hwm is 0. One transaction per batch (map grown and retried when
  * it fills). Returns 0, -EBADMSG for an op the store refuses, or a store error. */

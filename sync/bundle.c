@@ -237,7 +237,9 @@ static int w_header(struct writer *w, int kind)
 {
     uint8_t prefix[PREFIX_LEN] = {0};
     memcpy(prefix, BUNDLE_MAGIC, BUNDLE_MAGIC_LEN);
-    put_le(prefix + 16, BUNDLE_VERSION, 4); /* flags (20) 0; size (24) written last */
+    /* flags (20) 0; size (24) and the version (16: it goes up when a registration is
+     * carried) written last */
+    put_le(prefix + 16, w->info.version, 4);
     int rc = w_put(w, prefix, sizeof prefix);
     if (rc < 0)
         return rc;
@@ -317,12 +319,17 @@ static int w_trailer(struct writer *w)
         return -EIO;
     if ((rc = w_put(w, digest, 32)) < 0 || (rc = w_flush(w)) < 0)
         return rc;
-    uint8_t size[8];
+    uint8_t size[8], version[4];
     put_le(size, w->pos, 8);
     ssize_t n = pwrite(w->fd, size, 8, 24);
     if (n < 0)
         return -errno;
-    return n == 8 ? 0 : -EIO;
+    if (n != 8)
+        return -EIO;
+    put_le(version, w->info.version, 4);
+    if ((n = pwrite(w->fd, version, 4, 16)) < 0)
+        return -errno;
+    return n == 4 ? 0 : -EIO;
 }
 
 /* ---- artifact content ---- */
@@ -386,6 +393,8 @@ static int w_count_ops(struct writer *w, const struct store_op *ops, size_t n)
             return rc;
         if (ops[i].type == STORE_OP_METRICS)
             w->info.points += ops[i].count;
+        if (ops[i].type == STORE_OP_MODEL_REGISTER)
+            w->info.version = BUNDLE_VERSION_REGISTRY;
     }
     if (!w->info.first)
         w->info.first = ops[0].seq;
@@ -917,7 +926,7 @@ int bundle_export(struct store *s, const char *path, const struct bundle_export_
     }
     struct writer w = {.s = s, .o = o, .fd = -1, .why = why, .whylen = whylen,
                        .runs = {.klen = 16}, .blobs = {.klen = 32}};
-    w.info.version = BUNDLE_VERSION;
+    w.info.version = BUNDLE_VERSION_BASE;
     w.info.kind = o->kind;
     w.info.created_ms = now_ms();
     store_id(s, w.info.source);

@@ -40,7 +40,12 @@
 
 #define BUNDLE_MAGIC "SIDETRACK-BUNDLE"
 #define BUNDLE_MAGIC_LEN 16
-#define BUNDLE_VERSION 1u
+/* The newest format this reads and writes. Format 2 may hold MODEL_REGISTER ops; a bundle
+ * without one is written as format 1, so that older importers still take it, and one with
+ * one is refused by them as "made by a newer version" rather than as damaged. */
+#define BUNDLE_VERSION 2u
+#define BUNDLE_VERSION_REGISTRY 2u
+#define BUNDLE_VERSION_BASE 1u
 /* The store counter holding the next journal op a journal bundle starts from. */
 #define BUNDLE_EXPORT_COUNTER "export_next"
 

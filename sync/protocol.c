@@ -396,7 +396,7 @@ static int batch_state(struct sync_buf *b, uint64_t *first, uint64_t *n, uint32_
 }
 
 /* Items in an op's array, by type. */
-static const uint8_t op_fields[] = {0, 9, 5, 5, 5, 6, 6};
+static const uint8_t op_fields[] = {0, 9, 5, 5, 5, 6, 6, 10};
 
 static void mpw_cstr(struct st_mpw *w, const char *s) { st_mpw_str(w, s ? s : ""); }
 
@@ -426,7 +426,7 @@ int sync_batch_op(struct sync_buf *b, const struct store_op *op, const struct st
     if (rc < 0)
         return rc;
     if (done >= n || op->seq != first + done || op->type < STORE_OP_RUN_START ||
-        op->type > STORE_OP_ARTIFACT)
+        op->type > STORE_OP_MODEL_REGISTER)
         return fail(b, -EINVAL);
     uint64_t npts = 0;
     if (op->type == STORE_OP_METRICS) {
@@ -472,6 +472,15 @@ int sync_batch_op(struct sync_buf *b, const struct store_op *op, const struct st
         mpw_cstr(&w, op->key);
         st_mpw_bin(&w, op->sha256, 32);
         st_mpw_uint(&w, op->size);
+        break;
+    case STORE_OP_MODEL_REGISTER:
+        mpw_cstr(&w, op->key);
+        mpw_cstr(&w, op->model);
+        mpw_cstr(&w, op->aliases);
+        mpw_cstr(&w, op->description);
+        mpw_cstr(&w, op->actor);
+        st_mpw_int(&w, op->time_ms);
+        mpw_cstr(&w, op->digest);
         break;
     }
     if (st_mpw_done(&w) < 0) {
@@ -615,6 +624,18 @@ static int rd_str(struct st_mpr *r, struct arena *a, const char **out)
     return 0;
 }
 
+/* The fields of a MODEL_REGISTER op after its run. */
+static int rd_model_register(struct st_mpr *r, struct store_op *op, struct arena *a)
+{
+    int rc;
+    if ((rc = rd_str(r, a, &op->key)) < 0 || (rc = rd_str(r, a, &op->model)) < 0 ||
+        (rc = rd_str(r, a, &op->aliases)) < 0 || (rc = rd_str(r, a, &op->description)) < 0 ||
+        (rc = rd_str(r, a, &op->actor)) < 0 ||
+        (rc = st_mpr_i64(r, &op->time_ms)) < 0)
+        return rc;
+    return rd_str(r, a, &op->digest);
+}
+
 /* One op. Fields that the type does not have are left zero. */
 static int rd_op(struct st_mpr *r, struct store_op *op, const uint8_t **pts, struct arena *a)
 {
@@ -629,7 +650,7 @@ static int rd_op(struct st_mpr *r, struct store_op *op, const uint8_t **pts, str
         return -EBADMSG;
     if ((rc = st_mpr_u64(r, &op->seq)) < 0 || (rc = st_mpr_u64(r, &type)) < 0)
         return rc;
-    if (type < STORE_OP_RUN_START || type > STORE_OP_ARTIFACT || n != op_fields[type])
+    if (type < STORE_OP_RUN_START || type > STORE_OP_MODEL_REGISTER || n != op_fields[type])
         return -EBADMSG;
     op->type = (int)type;
     if ((rc = st_mpr_bin_exact(r, op->run, 16)) < 0)
@@ -673,6 +694,8 @@ static int rd_op(struct st_mpr *r, struct store_op *op, const uint8_t **pts, str
         if ((rc = rd_str(r, a, &op->key)) < 0 || (rc = st_mpr_bin_exact(r, op->sha256, 32)) < 0)
             return rc;
         return st_mpr_u64(r, &op->size);
+    case STORE_OP_MODEL_REGISTER:
+        return rd_model_register(r, op, a);
     }
     return -EBADMSG;
 }
@@ -760,7 +783,7 @@ static int decode_map(const uint8_t *p, size_t len, struct sync_msg *m)
     if (want & K_V) {
         if (!has_ver)
             return -EBADMSG;
-        if (ver != SYNC_PROTOCOL_VERSION)
+        if (ver < SYNC_PROTOCOL_MIN_VERSION || ver > SYNC_PROTOCOL_VERSION)
             return -EPROTONOSUPPORT;
         m->version = (int)ver;
     }

@@ -7,9 +7,9 @@
  * match, or that does not decode, is answered with an ERROR and otherwise ignored.
  *
  * Messages (key "t" gives the type):
- *   HELLO   agent -> server  {t:1, v:1, agent: bin16 (the agent's store id), host: str,
+ *   HELLO   agent -> server  {t:1, v:2, agent: bin16 (the agent's store id), host: str,
  *                             next: uint (the agent's journal next seq)}
- *   WELCOME server -> agent  {t:2, v:1, hwm: uint (the next seq the server expects from this
+ *   WELCOME server -> agent  {t:2, v:2, hwm: uint (the next seq the server expects from this
  *                             agent: 1 for a new one)}
  *   BATCH   agent -> server  {t:3, agent: bin16, first: uint, last: uint, ops: [op...]}
  *           ops are consecutive journal ops first..last (last >= first); see sync_op_encode.
@@ -39,6 +39,16 @@
  *   METRICS    [seq, 5, run, key, first_index, points (bin: count x 24 bytes, each step i64,
  *               ts_ms i64, value f64 as IEEE bits, all little-endian)]
  *   ARTIFACT   [seq, 6, run, path, sha256 (bin32), size]
+ *   MODEL_REGISTER [seq, 7, run, path, model, aliases (comma-separated), description, actor,
+ *               time_ms, digest (64 hex digits, "" when the node found no artifact at path)]
+ *               — since protocol version 2
+ *
+ * Versions: HELLO and WELCOME say the sender's version ("v"). Version 2 added MODEL_REGISTER
+ * ops; a batch has no version of its own, so an agent of version 2 says so in its HELLO and a
+ * version-1 server refuses that HELLO (-EPROTONOSUPPORT: "upgrade the server") before any
+ * batch it could not decode is sent. A server takes HELLOs of versions 1 to
+ * SYNC_PROTOCOL_VERSION (a version-1 agent never sends the ops it lacks): upgrade servers
+ * first, then agents.
  */
 #ifndef SIDETRACK_SYNC_PROTOCOL_H
 #define SIDETRACK_SYNC_PROTOCOL_H
@@ -49,7 +59,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SYNC_PROTOCOL_VERSION 1
+#define SYNC_PROTOCOL_VERSION 2
+/* The oldest version this side still talks to. */
+#define SYNC_PROTOCOL_MIN_VERSION 1
 /* Largest frame either side accepts (also set as ZMQ_MAXMSGSIZE on the server's socket). */
 #define SYNC_MAX_FRAME (64u << 20)
 

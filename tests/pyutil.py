@@ -58,6 +58,13 @@ def wait_listening(port, timeout=10, what="the server to listen"):
     wait_for(lambda: listening(port), timeout, what)
 
 
+def agent_env():
+    """The environment without the SIDETRACK_* variables a daemon would take as settings
+    (SIDETRACK_BUILD_DIR stays: the tests find the binaries by it)."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("SIDETRACK_") or k == "SIDETRACK_BUILD_DIR"}
+
+
 def start(args, log, **kw):
     """Popen(args) with its stderr appended to the file `log` (kept across restarts, read by
     tail_logs() when something fails)."""

@@ -9,6 +9,7 @@
 //   #/experiments/ID?filter=F&order=KEY&dir=asc|desc   an experiment's runs
 //   #/runs/RUN                    a run: info, params, tags, metric charts, artifacts
 //   #/compare?runs=A,B,...        the chosen runs' curves overlaid, and the params that differ
+//   #/models...                   the model registry (models.js)
 //
 // Pages with a RUNNING run refresh every few seconds. document.body.dataset.state is
 // "loading", "ready" or "error", and dataset.rendered the hash shown (the browser tests wait
@@ -35,7 +36,7 @@ function el(tag, attrs, ...children) {
     else if (k === 'class') e.className = v;
     else e.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -361,6 +362,7 @@ async function pageRun(main, runId, params, first) {
     main.replaceChildren(el('h1', {}, runName(run)),
       el('div', { id: 'info-box' }), el('h2', {}, 'Parameters'), el('div', { id: 'params-box' }),
       el('h2', {}, 'Tags'), el('div', { id: 'tags-box' }),
+      el('div', { id: 'models-box' }),
       el('div', { id: 'metrics-box' }),
       el('h2', {}, 'Artifacts'), el('div', { id: 'artifacts' }, el('p', { class: 'muted' }, 'Loading…')));
   }
@@ -368,6 +370,10 @@ async function pageRun(main, runId, params, first) {
   main.querySelector('#params-box').replaceChildren(kvTable('params', kv(run.data.params)));
   main.querySelector('#tags-box').replaceChildren(kvTable('tags',
     Object.fromEntries(Object.entries(tags).filter(([k]) => !k.startsWith('mlflow.runName')))));
+  if (first) { // lineage: the registered versions made from this run
+    const made = await runModelVersions(runId);
+    if (made) main.querySelector('#models-box').replaceChildren(el('h2', {}, 'Registered as'), made);
+  }
   const mbox = main.querySelector('#metrics-box');
   if (!metricKeys.length && first) mbox.replaceChildren(el('h2', {}, 'Metrics'), el('p', { class: 'muted' }, 'None.'));
   await drawMetricGroups(mbox, [runId], metricKeys, () => runName(run));
@@ -420,6 +426,9 @@ async function render(first) {
     if (parts[0] === 'experiments' && parts[1]) live = await pageRuns(main, parts[1], params, first);
     else if (parts[0] === 'runs' && parts[1]) live = await pageRun(main, parts[1], params, first);
     else if (parts[0] === 'compare') live = await pageCompare(main, params, first);
+    else if (parts[0] === 'models' && parts[1] && parts[2] === 'compare') await pageModelCompare(main, parts[1], params);
+    else if (parts[0] === 'models' && parts[1]) await pageModel(main, parts[1]);
+    else if (parts[0] === 'models') await pageModels(main, params);
     else await pageExperiments(main);
   } catch (e) {
     failed = e;

@@ -62,11 +62,14 @@ int cmd_export(struct cli *c, int argc, char **argv); /* cmd_bundle.c */
 int cmd_import(struct cli *c, int argc, char **argv);
 int cmd_push(struct cli *c, int argc, char **argv); /* cmd_push.c */
 int cmd_ui(struct cli *c, int argc, char **argv);   /* cmd_ui.c */
+int cmd_models(struct cli *c, int argc, char **argv); /* cmd_models*.c */
 
-/* DATA/agent.status (agent_file.c): the whole file (free() it), or NULL when there is none;
- * a key's value as a number or a string; whether the pid that wrote it lives and the file is
- * fresh (written in the last 5 s). */
+/* The agent's status document (agent_file.c): asked of the agent on DATA/agent.sock, else
+ * DATA/agent.status (free() it), or NULL when there is neither; a key's value as a number or a
+ * string; whether the pid that wrote it lives and the file is fresh (written in the last 5 s);
+ * whether the document shows a running agent (an answer on the socket, or a fresh file). */
 char *cli_agent_doc_read(const char *data_dir);
+bool cli_agent_doc_running(const char *doc);
 const char *cli_af_find(const char *doc, const char *key);
 uint64_t cli_af_u64(const char *doc, const char *key);
 void cli_af_str(const char *doc, const char *key, char *out, size_t len);

@@ -6,6 +6,7 @@
  * text, or as one JSON object.
  */
 #include "cli.h"
+#include "registry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,6 +28,7 @@ struct run_details {
     struct metric_row *metrics;
     size_t nmetrics, metrics_cap;
     struct cli_artifacts artifacts;
+    struct cli_strv versions; /* "model", "3", ...: the model versions made from the run */
 };
 
 static int collect_pair(const char *key, const char *value, void *arg)
@@ -55,6 +57,15 @@ static void run_details_free(struct run_details *d)
         free(d->metrics[i].key);
     free(d->metrics);
     free(d->artifacts.v);
+    cli_strv_free(&d->versions);
+}
+
+static int collect_version(const struct store_mv *v, void *arg)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)v->version);
+    int r = cli_strv_add(arg, v->name);
+    return r < 0 ? r : cli_strv_add(arg, num);
 }
 
 /* Reads everything about the run in one transaction; the caller prints after it ended. */
@@ -89,6 +100,10 @@ static int gather_run(struct cli *c, const char *arg, struct run_details *d)
     if (r == 0) {
         what = "artifacts";
         r = store_artifacts_foreach(t, id, cli_collect_artifact, &d->artifacts);
+    }
+    if (r == 0) {
+        what = "model versions";
+        r = store_mv_by_run(t, hex, collect_version, &d->versions);
     }
     store_abort(t);
     if (r < 0)
@@ -294,6 +309,15 @@ static void print_run_json(const struct run_details *d)
     json_pairs(&j, "tags", &d->tags);
     json_metrics(&j, d);
     json_artifacts(&j, d);
+    json_key(&j, "model_versions");
+    json_begin_array(&j, false);
+    for (size_t i = 0; i + 1 < d->versions.n; i += 2) {
+        json_begin_object(&j, true);
+        json_kv_string(&j, "name", d->versions.v[i]);
+        json_kv_uint(&j, "version", strtoull(d->versions.v[i + 1], NULL, 10));
+        json_end_object(&j);
+    }
+    json_end_array(&j);
     json_end_object(&j);
     json_finish(&j);
 }
@@ -303,11 +327,13 @@ static void runs_show_usage(FILE *f)
     fputs("Usage: sidetrack runs show RUN [--json]\n"
           "\n"
           "Shows one run: its info, params (key = value), tags, metrics (latest value and its\n"
-          "step, count, min, max) and artifacts (path, size, sha256).\n"
+          "step, count, min, max), artifacts (path, size, sha256) and the model versions\n"
+          "registered from it.\n"
           "RUN is the run's id: 32 hex digits, or a unique prefix of at least 4.\n"
           "\n"
           "Options:\n"
-          "      --json      one JSON object: {info, params, tags, metrics, artifacts}\n"
+          "      --json      one JSON object: {info, params, tags, metrics, artifacts,\n"
+          "                  model_versions}\n"
           "  -d, --data DIR  the store's directory\n"
           "  -h, --help      show this help\n",
           f);
@@ -337,6 +363,14 @@ int cmd_runs_show(struct cli *c, int argc, char **argv)
             r = print_metrics(&d);
         if (r == 0)
             r = print_artifacts(&d);
+        if (r == 0 && d.versions.n) { /* lineage: what the registry made of this run */
+            puts("\nmodel versions");
+            for (size_t i = 0; i + 1 < d.versions.n; i += 2) {
+                fputs("  ", stdout);
+                print_text(stdout, d.versions.v[i]);
+                printf(" v%s\n", d.versions.v[i + 1]);
+            }
+        }
         if (r < 0)
             rc = cli_store_error(r, "cannot print the run");
     }

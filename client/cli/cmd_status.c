@@ -38,7 +38,8 @@ struct agent_file {
     bool present, running, stopped;
     uint64_t pid, started_ms, updated_ms, fsync_interval_ms, batch_records, records_since_start,
         commits, last_commit_ms, last_sync_ms, unsynced, backlog, last_error_ms, rings,
-        lanes_draining, sync_connected;
+        lanes_draining, sync_connected, rendered_ms_ago;
+    bool live, loop_stuck; /* answered on the socket; its drain loop did not answer */
     char version[64], ring_dir[4096], last_error[512];
     char sync_server[1024], sync_transport[16]; /* empty: the agent does not replicate */
 };
@@ -73,8 +74,11 @@ static void agent_file_read(const char *data_dir, struct agent_file *af)
     cli_af_str(doc, "sync_server", af->sync_server, sizeof af->sync_server);
     cli_af_str(doc, "sync_transport", af->sync_transport, sizeof af->sync_transport);
     af->sync_connected = cli_af_u64(doc, "sync_connected");
+    af->live = cli_af_find(doc, "loop_answering") != NULL;
+    af->loop_stuck = af->live && !cli_af_u64(doc, "loop_answering");
+    af->rendered_ms_ago = cli_af_u64(doc, "rendered_ms_ago");
+    af->running = af->present && cli_agent_doc_running(doc);
     free(doc);
-    af->running = af->present && !af->stopped && cli_agent_alive(af->pid, af->updated_ms);
 }
 
 /* ---- lanes ------------------------------------------------------------------------------ */
@@ -344,6 +348,12 @@ static void print_agent(const struct status *s)
         format_duration(t1, sizeof t1, s->now_ms - (int64_t)af->started_ms);
         printf("agent:       running (pid %" PRIu64 ", up %s, sidetrackd %s)\n", af->pid, t1,
                af->version);
+        if (af->loop_stuck) {
+            format_duration(t2, sizeof t2, (int64_t)af->rendered_ms_ago);
+            printf("             but its drain loop has not answered for %s: a store write is "
+                   "blocked (disk, or another process holding the store's write lock?)\n",
+                   t2);
+        }
     } else if (af->present) {
         format_time_ms(t1, sizeof t1, (int64_t)af->updated_ms, false);
         format_duration(t2, sizeof t2, s->now_ms - (int64_t)af->updated_ms);
@@ -471,6 +481,13 @@ static void print_json(const struct status *s)
     json_kv_uint(&j, "last_seen_ms", af->updated_ms);
     json_key(&j, "stopped_cleanly");
     json_bool(&j, af->stopped);
+    /* "socket": the agent answered just now; "file": DATA/agent.status, as last written */
+    json_kv_string(&j, "source", af->live ? "socket" : "file");
+    json_key(&j, "loop_answering");
+    if (af->live)
+        json_bool(&j, !af->loop_stuck);
+    else
+        json_null(&j);
     json_kv_uint(&j, "fsync_interval_ms", af->fsync_interval_ms);
     json_kv_uint(&j, "batch_records", af->batch_records);
     json_kv_uint(&j, "records_since_start", af->records_since_start);
@@ -572,8 +589,11 @@ static void status_usage(FILE *f)
           "  -d, --data DIR  the store's directory\n"
           "  -h, --help      show this help\n"
           "\n"
-          "Exit status: 0 when the agent runs and reported no error in the last minute;\n"
-          "1 when it is not running, or reported an error in the last minute.\n",
+          "The running agent is asked on its socket DATA/agent.sock (fresh figures, and\n"
+          "whether its drain loop answers); without one, DATA/agent.status is read.\n"
+          "\n"
+          "Exit status: 0 when the agent runs, its drain loop answers and it reported no\n"
+          "error in the last minute; 1 otherwise.\n",
           f);
 }
 
@@ -604,7 +624,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
             qsort(s.l.v, s.l.n, sizeof *s.l.v, by_ring_lane);
         s.error_recent = s.af.last_error_ms &&
                          s.now_ms - (int64_t)s.af.last_error_ms < ERROR_RECENT_MS;
-        s.healthy = s.af.running && !s.error_recent;
+        s.healthy = s.af.running && !s.af.loop_stuck && !s.error_recent;
         if (json) {
             print_json(&s);
         } else {

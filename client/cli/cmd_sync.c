@@ -43,11 +43,8 @@ static int read_state(struct cli *c, struct sync_state *s)
     char *doc = cli_agent_doc_read(c->data_dir);
     if (!doc)
         return CLI_OK;
-    char state[32];
-    cli_af_str(doc, "state", state, sizeof state);
     s->pid = cli_af_u64(doc, "pid");
-    s->running = strcmp(state, "running") == 0 &&
-                 cli_agent_alive(s->pid, cli_af_u64(doc, "updated_ms"));
+    s->running = cli_agent_doc_running(doc);
     s->configured = cli_af_find(doc, "sync_server") != NULL;
     cli_af_str(doc, "sync_server", s->server, sizeof s->server);
     cli_af_str(doc, "sync_transport", s->transport, sizeof s->transport);

@@ -47,6 +47,7 @@ static const struct command commands[] = {
     {"import", cmd_import},
     {"push", cmd_push},
     {"ui", cmd_ui},
+    {"models", cmd_models},
     {0},
 };
 
@@ -79,6 +80,8 @@ static void usage(FILE *f)
           "                                                tracking server (docs/mlflow-push.md)\n"
           "  ui [--port N]                                 the web UI over this store,\n"
           "                                                read-only (docs/ui.md)\n"
+          "  models list | show | register | alias |       the model registry: versions,\n"
+          "         rollback | compare | pull | ...        aliases, lineage (docs/models.md)\n"
           "\n"
           "Options:\n"
           "  -d, --data DIR  the store's directory, an agent's or a server's (also\n"

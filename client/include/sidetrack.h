@@ -55,7 +55,8 @@ extern "C" {
 #define ST_EKEY (-3001)
 /** A value is too long (param > 6000 characters, tag > 5000) or not valid UTF-8. */
 #define ST_EVALUE (-3002)
-/** An experiment or run name is empty, too long (500 / 250) or not valid UTF-8. */
+/** An experiment or run name is empty, too long (500 / 250) or not valid UTF-8; or a
+ * registered model's name is empty or longer than 256 bytes. */
 #define ST_ENAME (-3003)
 /** An artifact path is absolute, has '..' or is not normalised. */
 #define ST_EPATH (-3004)
@@ -63,6 +64,10 @@ extern "C" {
 #define ST_EENDED (-3005)
 /** The ring file named for this user belongs to another user (st_open() refuses it). */
 #define ST_ERINGOWNER (-3006)
+/** A model alias is empty, longer than 255 characters, has characters outside letters,
+ * digits, '_' and '-', or is reserved ("latest" in any case, "v<digits>": they name versions
+ * in models:/ URIs); or more than ST_MAX_MODEL_ALIASES aliases were given. MLflow's rules. */
+#define ST_EALIAS (-3007)
 /** @} */
 
 /** Limits, MLflow's. */
@@ -73,6 +78,9 @@ extern "C" {
 #define ST_MAX_EXPERIMENT_NAME_LEN 500
 #define ST_MAX_RUN_NAME_LEN 250
 #define ST_MAX_BATCH 1000
+#define ST_MAX_MODEL_NAME_BYTES 256
+#define ST_MAX_MODEL_ALIASES 16
+#define ST_MAX_MODEL_DESCRIPTION_BYTES 5000
 
 /** Opaque handle to a process's connection to the node's ring. */
 typedef struct st_client st_client;
@@ -185,6 +193,34 @@ int st_log_metrics(st_run *run, size_t n, const st_key *keys, const double *valu
  * @return 0, ST_EPATH, ST_EENDED, -ENOENT, -EISDIR, or the errno of the copy. This call does
  * file I/O: keep it out of the inner loop. */
 int st_log_artifact(st_run *run, const char *local_path, const char *artifact_path);
+
+/** Registers the run's artifacts at artifact_path as a new version of the registered model
+ * name (created when missing), and points each alias at that version: MLflow's
+ * register_model("runs:/<run>/<artifact_path>", name), from training code. Call it once,
+ * after the model's files were logged with st_log_artifact() (from this thread, or from any
+ * thread once the agent has drained them).
+ *
+ * Like every log call it only publishes a record into this thread's lane (never dropped:
+ * spilled when the lane is full) and returns: it makes no I/O and does not wait for the agent.
+ * The version exists once the agent has drained the record into its store; its number is
+ * given by that store (versions are numbered per model, per store: the node's and the
+ * server's numbers are independent; the version's content digest, the SHA-256 of the
+ * sha256sum manifest of its files, is the same in both). The version's source is
+ * "runs:/<run id>/<artifact_path>". If no artifact of the run is at artifact_path (or under
+ * it) when the agent applies the record, the version is made with status
+ * FAILED_REGISTRATION and a message saying so, and the aliases are not set. When the agent
+ * replicates, the registration goes to the server with the run's data, exactly once, whenever
+ * the node is next in touch (docs/registry.md).
+ *
+ * A run that has ended can be registered through a handle from st_run_attach().
+ * @param[in] artifact_path the model's directory (or file) in the run's artifacts.
+ * @param[in] name the registered model's name: 1 to 256 bytes.
+ * @param[in] aliases NULL, or a NULL-terminated array of at most ST_MAX_MODEL_ALIASES aliases
+ * (MLflow's rules, see #ST_EALIAS); an alias already on another version moves to this one.
+ * @param[in] description the version's description (at most 5000 bytes of UTF-8), or NULL.
+ * @return 0, ST_EPATH, ST_ENAME, ST_EALIAS, ST_EVALUE (description), -EINVAL (no run). */
+int st_register_model(st_run *run, const char *artifact_path, const char *name,
+                      const char *const *aliases, const char *description);
 
 /** Ends the run with a status (ST_RUN_FINISHED, ST_RUN_FAILED, ST_RUN_KILLED) and frees the
  * handle. @return 0 or -EINVAL for a status that does not end a run. */

@@ -19,6 +19,7 @@ from ._sidetrack import InvalidArgument, SidetrackError, log_metric
 from ._fluent import (
     ActiveRun,
     Experiment,
+    PendingModelVersion,
     active_run,
     end_run,
     flush,
@@ -32,6 +33,7 @@ from ._fluent import (
     log_param,
     log_params,
     log_text,
+    register_model,
     set_experiment,
     set_tag,
     set_tags,
@@ -41,8 +43,9 @@ from ._fluent import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActiveRun", "Experiment", "InvalidArgument", "SidetrackError", "active_run", "end_run",
-    "flush", "get_stats", "last_active_run", "log_artifact", "log_artifacts", "log_dict",
-    "log_figure", "log_metric", "log_metrics", "log_param", "log_params", "log_text",
-    "set_experiment", "set_tag", "set_tags", "start_run",
+    "ActiveRun", "Experiment", "InvalidArgument", "PendingModelVersion", "SidetrackError",
+    "active_run", "end_run", "flush", "get_stats", "last_active_run", "log_artifact",
+    "log_artifacts", "log_dict", "log_figure", "log_metric", "log_metrics", "log_param",
+    "log_params", "log_text", "register_model", "set_experiment", "set_tag", "set_tags",
+    "start_run",
 ]

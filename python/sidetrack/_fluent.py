@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from types import SimpleNamespace
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _distributed, _sidetrack, _values
 from ._sidetrack import InvalidArgument, SidetrackError
@@ -446,6 +446,85 @@ def log_figure(figure: Any, artifact_file: str, *, save_kwargs: Optional[Dict[st
         _run_for(run_id).log_artifact(tmp, artifact_file)
     finally:
         os.unlink(tmp)
+
+
+class PendingModelVersion:
+    """What register_model() queued: MLflow's ModelVersion fields that are known before the
+    agent makes the version. ``version`` is None: the store that applies the registration
+    numbers it (the node's agent, then the server, each with its own numbers), and
+    ``status`` is "PENDING_REGISTRATION" until then."""
+
+    __slots__ = ("name", "version", "source", "run_id", "artifact_path", "aliases",
+                 "description", "status")
+
+    def __init__(self, name: str, run_id: str, artifact_path: str, aliases: List[str],
+                 description: Optional[str]) -> None:
+        self.name = name
+        self.version: Optional[int] = None
+        self.run_id = run_id
+        self.artifact_path = artifact_path
+        self.source = f"runs:/{run_id}/{artifact_path}"
+        self.aliases = aliases
+        self.description = description
+        self.status = "PENDING_REGISTRATION"
+
+    def __repr__(self) -> str:
+        return (f"<PendingModelVersion name={self.name!r} source={self.source!r} "
+                f"aliases={self.aliases!r} status={self.status}>")
+
+
+def _registration_target(model_uri: str) -> Tuple[_sidetrack.Run, str, str]:
+    """(run handle, run id, artifact path) of a runs:/ URI or of a path of the current run."""
+    if model_uri.startswith("runs:/"):
+        run_id, _, path = model_uri[len("runs:/"):].partition("/")
+        if len(run_id) != 32 or any(c not in "0123456789abcdefABCDEF" for c in run_id):
+            raise InvalidArgument(f"model URI {model_uri!r}: expected runs:/<32 hex digit run "
+                                  "id>/<artifact path>")
+        run_id = run_id.lower()
+        with _lock:
+            return _find_handle(run_id), run_id, path.strip("/")
+    if ":" in model_uri.split("/", 1)[0]:
+        raise InvalidArgument(f"model URI {model_uri!r}: only runs:/ URIs and artifact paths of "
+                              "the current run can be registered from training code")
+    with _lock:
+        run = _stack[-1] if _stack else _last
+        if run is None:
+            raise InvalidArgument(f"register_model({model_uri!r}): no active or last run; give "
+                                  "a runs:/<run id>/<path> URI")
+        return _find_handle(run.info.run_id), run.info.run_id, model_uri.strip("/")
+
+
+def register_model(model_uri: str, name: str, alias: Union[None, str, Iterable[str]] = None,
+                   description: Optional[str] = None) -> PendingModelVersion:
+    """Register a run's artifacts as a new version of the registered model ``name`` (created
+    when missing), and point ``alias`` (a str or a list of them) at it: MLflow's
+    register_model, from training code.
+
+    ``model_uri`` is ``runs:/<run_id>/<artifact_path>`` for any run of this user (ended ones
+    too), or a plain artifact path of the active run (or, after it ended, of the last one).
+    Log the files first (``log_artifacts(local_dir, artifact_path)``); from the same thread
+    they are always in before the registration.
+
+    Asynchronous, unlike MLflow's: this writes one record into shared memory and returns; it
+    never waits for the agent or the server. The version exists once the node's agent has
+    drained the record (a version number given by the node's store), and reaches the server
+    when the node syncs, exactly once, however long it was offline (the server numbers it
+    again in its own registry; the content digest is the same). So the returned object has
+    ``version`` None and ``status`` "PENDING_REGISTRATION". If no artifact is at that path
+    when the agent applies it, the version is made with status FAILED_REGISTRATION and the
+    aliases are not set. Bad names and aliases (MLflow's rules: ``latest`` and ``v<N>`` are
+    reserved) raise InvalidArgument here."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be str, not {type(name).__name__}")
+    if alias is None:
+        aliases: List[str] = []
+    elif isinstance(alias, str):
+        aliases = [alias]
+    else:
+        aliases = list(alias)
+    handle, run_id, path = _registration_target(os.fspath(model_uri))
+    handle.register_model(path, name, aliases, description)
+    return PendingModelVersion(name, run_id, path, aliases, description)
 
 
 def get_stats() -> Dict[str, int]:

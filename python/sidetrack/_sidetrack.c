@@ -31,7 +31,8 @@ static PyObject *raise_st(int r, const char *what, PyObject *subject)
 {
     if (r == -ENOMEM)
         return PyErr_NoMemory();
-    PyObject *cls = (r == ST_EKEY || r == ST_EVALUE || r == ST_ENAME || r == ST_EPATH)
+    PyObject *cls = (r == ST_EKEY || r == ST_EVALUE || r == ST_ENAME || r == ST_EPATH ||
+                     r == ST_EALIAS)
                         ? InvalidArgument
                         : SidetrackError;
     PyObject *msg = subject ? PyUnicode_FromFormat("%s %R: %s", what, subject, st_strerror(r))
@@ -761,6 +762,54 @@ static PyObject *Run_log_artifact(RunObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+/* register_model(artifact_path, name, aliases=(), description=None): one record, no I/O. */
+static PyObject *Run_register_model(RunObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"artifact_path", "name", "aliases", "description", NULL};
+    PyObject *path_o, *name_o, *aliases_o = NULL, *desc_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OO:register_model", kwlist, &path_o, &name_o,
+                                     &aliases_o, &desc_o))
+        return NULL;
+    if (!run_ok(self))
+        return NULL;
+    const char *path, *name, *desc = NULL;
+    if (str_arg(path_o, "artifact_path", &path) < 0 || str_arg(name_o, "name", &name) < 0 ||
+        (desc_o != Py_None && str_arg(desc_o, "description", &desc) < 0))
+        return NULL;
+    PyObject *seq;
+    if (!aliases_o || aliases_o == Py_None) {
+        seq = PyTuple_New(0);
+    } else if (PyUnicode_Check(aliases_o)) { /* a str is a sequence, of one-letter aliases */
+        PyErr_SetString(PyExc_TypeError, "aliases must be a sequence of str, not a str");
+        return NULL;
+    } else {
+        seq = PySequence_Fast(aliases_o, "aliases must be a sequence of str");
+    }
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > ST_MAX_MODEL_ALIASES) {
+        Py_DECREF(seq);
+        return raise_st(ST_EALIAS, "register_model", NULL);
+    }
+    const char *aliases[ST_MAX_MODEL_ALIASES + 1];
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (str_arg(PySequence_Fast_GET_ITEM(seq, i), "alias", &aliases[i]) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    aliases[n] = NULL;
+    st_run *run = run_live(self);
+    int r = run ? st_register_model(run, path, name, aliases, desc) : 0;
+    Py_DECREF(seq);
+    if (!run)
+        return NULL;
+    if (r < 0)
+        return raise_st(r, "register_model",
+                        r == ST_EPATH ? path_o : r == ST_ENAME ? name_o : NULL);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Run_end(RunObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"status", NULL};
@@ -901,6 +950,11 @@ static PyMethodDef Run_methods[] = {
     {"log_artifact", (PyCFunction)(void (*)(void))Run_log_artifact, METH_VARARGS | METH_KEYWORDS,
      "log_artifact($self, /, local_path, artifact_path=None)\n--\n\n"
      "Copy a file into the agent's spool as an artifact of this run (file I/O)."},
+    {"register_model", (PyCFunction)(void (*)(void))Run_register_model,
+     METH_VARARGS | METH_KEYWORDS,
+     "register_model($self, /, artifact_path, name, aliases=(), description=None)\n--\n\n"
+     "Register this run's artifacts at artifact_path as a new version of model name (one\n"
+     "record; the agent makes the version when it drains it)."},
     {"end", (PyCFunction)(void (*)(void))Run_end, METH_VARARGS | METH_KEYWORDS,
      "end($self, /, status=3)\n--\n\nEnd the run: 3 FINISHED, 4 FAILED, 5 KILLED."},
     {"release", (PyCFunction)Run_release, METH_NOARGS,

@@ -115,7 +115,7 @@ static void errors_name_file_and_line(void **state)
     expect_error("# x\nverbos = 1\n",
                  "2: unknown key 'verbos' (known: data ring-dir fsync-interval server "
                  "server-key key server-token ca sync-interval sync-backlog mlflow "
-                 "mlflow-interval system-metrics-interval verbose)");
+                 "mlflow-interval system-metrics-interval metrics-listen verbose)");
     expect_error("data = /d\n\nfsync-interval = abc\n",
                  "3: fsync-interval: expected a whole number of milliseconds from 0 to "
                  "3600000, got 'abc'");

@@ -31,8 +31,7 @@ def test_sighup_reload_while_training():
         with open(conf, "w") as f:
             f.write(f"# test\ndata = {data}\nring-dir = {ring}\nfsync-interval = 100\n"
                     "verbose = no\nsystem-metrics-interval = 0\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIDETRACK_")
-               or k == "SIDETRACK_BUILD_DIR"}
+        env = pyutil.agent_env()
         agent = pyutil.start([pyutil.AGENT, "--config", conf, "-i", "5"], log, env=env)
         try:
             pyutil.wait_for(lambda: os.path.exists(os.path.join(data, "agent.status")),
@@ -115,3 +114,37 @@ def test_a_second_agent_on_the_same_store_refuses_to_start():
             assert pyutil.alive(first)
         finally:
             pyutil.stop_all([("first agent", first)], lambda: pyutil.tail_logs([log]))
+
+
+def test_sighup_applies_sync_pacing_and_the_system_metrics_interval():
+    """sync-interval, sync-backlog and system-metrics-interval change without a restart (the
+    replication thread and the sampler take the new values; system metrics off at start are
+    switched on); a key the command line set keeps its value."""
+    with pyutil.scratch("sidetrack-config-") as d:
+        ring, data = os.path.join(d, "ring"), os.path.join(d, "data")
+        conf, log = os.path.join(d, "agent.conf"), os.path.join(d, "agent.log")
+        with open(conf, "w") as f:
+            f.write(f"data = {data}\nring-dir = {ring}\nsync-interval = 1000\n"
+                    "system-metrics-interval = 0\n")
+        env = pyutil.agent_env()
+        agent = pyutil.start([pyutil.AGENT, "--config", conf, "--sync-backlog", "500"], log,
+                             env=env)
+        try:
+            pyutil.wait_for(lambda: os.path.exists(os.path.join(data, "agent.status")),
+                            30, lambda: "sidetrackd to start\n" + log_text(log))
+            with open(conf, "w") as f:
+                f.write(f"data = {data}\nring-dir = {ring}\nsync-interval = 200\n"
+                        "sync-backlog = 50\nsystem-metrics-interval = 1\n")
+            agent.send_signal(signal.SIGHUP)
+            pyutil.wait_for(lambda: "reloaded " + conf in log_text(log), 20,
+                            lambda: "the reload\n" + log_text(log))
+            text = log_text(log)
+            assert (f"reloaded {conf}: sync-interval 200, system-metrics-interval 1"
+                    in text), text
+            assert f"sync-backlog changed in {conf}, but the command line sets it" in text
+            assert "needs a restart" not in text, text
+            # Off at start, on after the reload: the sampler was opened then.
+            assert "recording system metrics every 1 s" in text, text
+        finally:
+            code = pyutil.stop(agent)
+        assert code == 0, log_text(log)

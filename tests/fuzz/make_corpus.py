@@ -51,7 +51,7 @@ def mp(o):
 
 # ---- ring records (shmlog/wire.h) ----
 PAD, SPILL_MARK = 0xFF, 0xFE
-METRIC, METRICS, KEYDEF, RUNDEF, RUN_START, RUN_END, PARAM, TAG, ARTIFACT = range(1, 10)
+METRIC, METRICS, KEYDEF, RUNDEF, RUN_START, RUN_END, PARAM, TAG, ARTIFACT, MODEL_REGISTER = range(1, 11)
 RUN = bytes(range(16))
 
 
@@ -81,6 +81,7 @@ RECORDS = {
     "param": rec(PARAM, mp([0, "lr", "0.001"])),
     "tag": rec(TAG, mp([0, "mlflow.note", "hello"])),
     "artifact": rec(ARTIFACT, mp([0, "model/weights.bin", "a1b2c3.spool", 4096])),
+    "model_register": rec(MODEL_REGISTER, mp([0, "model", "mnist-cnn", ["champion", "prod"], "a cnn"])),
     "spill_mark": rec(SPILL_MARK, struct.pack("<Q", 64)),
     "pad": rec(PAD, b"\0" * 24),
 }
@@ -235,6 +236,12 @@ def main():
     write("sync_batch", "batch_fixcrc", b"\x01" + batch[:-4] + b"\0\0\0\0")
     write("sync_batch", "batch_one", b"\0" + frame({"t": 3, "agent": agent, "first": 17, "last": 17,
                                                      "ops": ops[-1:]}))
+    # protocol version 2: a registration from training code (op 7)
+    reg = [18, 7, bytes(range(16, 32)), "model", "mnist-cnn", "champion,prod", "", "alice@gpu1",
+           1700000002000, "ab" * 32]
+    write("sync_batch", "batch_register", b"\0" + frame({"t": 3, "agent": agent, "first": 18,
+                                                          "last": 18, "ops": [reg]}))
+    write("sync_batch", "hello_v3", b"\x01" + frame({"t": 1, "v": 3, "agent": agent, "host": "", "next": 1}))
     write("sync_batch", "hello", b"\0" + frame({"t": 1, "v": 1, "agent": agent, "host": "gpu1", "next": 18}))
     write("sync_batch", "hello_v2", b"\x01" + frame({"t": 1, "v": 2, "agent": agent, "host": "", "next": 1}))
     write("sync_batch", "welcome", b"\0" + frame({"t": 2, "v": 1, "hwm": 1}))

@@ -157,6 +157,15 @@ static void assert_same_op(const struct store_op *a, const struct store_op *b)
         assert_memory_equal(a->sha256, b->sha256, 32);
         assert_int_equal(a->size, b->size);
         break;
+    case STORE_OP_MODEL_REGISTER:
+        assert_same_str(a->key, b->key);
+        assert_same_str(a->model, b->model);
+        assert_same_str(a->aliases, b->aliases);
+        assert_same_str(a->description, b->description);
+        assert_same_str(a->actor, b->actor);
+        assert_same_str(a->digest, b->digest);
+        assert_true(a->time_ms == b->time_ms);
+        break;
     default:
         fail();
     }
@@ -287,7 +296,7 @@ static void welcome_ack_round_trip(void **state)
         assert_int_equal(sync_encode_welcome(&b, hwms[j]), 0);
         assert_int_equal(sync_decode(b.data, b.len, &m), 0);
         assert_int_equal(m.type, SYNC_WELCOME);
-        assert_int_equal(m.version, 1);
+        assert_int_equal(m.version, SYNC_PROTOCOL_VERSION);
         assert_int_equal(m.hwm, hwms[j]);
         sync_msg_free(&m);
 
@@ -439,6 +448,11 @@ static void batch_of_every_op_type_round_trips(void **state)
         {.type = STORE_OP_METRICS, .key = k490, .first_index = 1u << 20, .count = 1},
         {.type = STORE_OP_ARTIFACT, .key = "", .size = 0},
         {.type = STORE_OP_ARTIFACT, .key = "a/b/c.bin", .size = UINT64_MAX},
+        {.type = STORE_OP_MODEL_REGISTER, .key = "model", .model = "mnist cnn",
+         .aliases = "champion,prod", .description = s300, .actor = "alice@gpu1",
+         .time_ms = 1700000000000,
+         .digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+        {.type = STORE_OP_MODEL_REGISTER, .time_ms = INT64_MIN}, /* NULL strings go as "" */
     };
     uint32_t n = sizeof ops / sizeof ops[0];
     const struct store_point *pts[sizeof ops / sizeof ops[0]] = {0};
@@ -630,7 +644,7 @@ static void batch_encoder_refuses_misuse(void **state)
     op.seq = 11;
     assert_int_equal(sync_batch_op(&b, &op, NULL), -EINVAL);
     /* unknown op type; METRICS without points; points beyond the largest frame */
-    const int bad_types[] = {0, 7, -1};
+    const int bad_types[] = {0, 8, -1};
     for (int i = 0; i < 3; i++) {
         assert_int_equal(sync_batch_begin(&b, AGENT, 10, 10, 1), 0);
         struct store_op bad = {.seq = 10, .type = bad_types[i]};
@@ -914,6 +928,19 @@ static void w_pts48(struct st_mpw *w)
 }
 static void w_type0(struct st_mpw *w) { op_head(w, 5, 5, 0); st_mpw_str(w, "k"); st_mpw_str(w, "v"); }
 static void w_type7(struct st_mpw *w) { op_head(w, 5, 5, 7); st_mpw_str(w, "k"); st_mpw_str(w, "v"); }
+static void w_type8(struct st_mpw *w) { op_head(w, 5, 5, 8); st_mpw_str(w, "k"); st_mpw_str(w, "v"); }
+static void w_register_alias_list(struct st_mpw *w) /* aliases as an array: not this layout */
+{
+    op_head(w, 10, 5, STORE_OP_MODEL_REGISTER);
+    st_mpw_str(w, "model");
+    st_mpw_str(w, "m");
+    st_mpw_array(w, 1);
+    st_mpw_str(w, "a");
+    st_mpw_str(w, "");
+    st_mpw_str(w, "u@h");
+    st_mpw_int(w, 1);
+    st_mpw_str(w, "");
+}
 static void w_type_neg(struct st_mpw *w)
 {
     st_mpw_array(w, 5);
@@ -996,7 +1023,8 @@ static void bad_ops_are_refused(void **state)
     (void)state;
     struct sync_msg m;
     const ops_writer bad[] = {w_run15, w_run_str, w_sha31, w_sha33, w_size_neg, w_pts25,
-                              w_pts_str, w_index_wraps, w_type0, w_type7, w_type_neg, w_tag6,
+                              w_pts_str, w_index_wraps, w_type0, w_type7, w_type8,
+                              w_register_alias_list, w_type_neg, w_tag6,
                               w_tag4, w_tag_extra, w_key_nul, w_key_bin, w_status_big,
                               w_end_u64, w_parent15, w_parent_false, w_start_float,
                               w_not_array};
@@ -1188,14 +1216,17 @@ static void other_versions_are_not_supported(void **state)
     uint8_t wel[] = {0x83, 0xa1, 't', 2, 0xa1, 'v', 1, 0xa3, 'h', 'w', 'm', 1};
     assert_int_equal(decode_raw(wel, sizeof wel, &m), 0);
     assert_int_equal(m.version, 1);
-    wel[6] = 2;
+    wel[6] = 2; /* version 2 (MODEL_REGISTER ops) */
+    assert_int_equal(decode_raw(wel, sizeof wel, &m), 0);
+    assert_int_equal(m.version, 2);
+    wel[6] = SYNC_PROTOCOL_VERSION + 1;
     assert_int_equal(decode_raw(wel, sizeof wel, &m), -EPROTONOSUPPORT);
     wel[6] = 0;
     assert_int_equal(decode_raw(wel, sizeof wel, &m), -EPROTONOSUPPORT);
     wel[6] = 0xc0; /* nil */
     assert_int_equal(decode_raw(wel, sizeof wel, &m), -EBADMSG);
     /* a newer HELLO whose other fields are unlike ours: still -EPROTONOSUPPORT */
-    static const uint8_t hello2[] = {0x83, 0xa1, 't', 1, 0xa1, 'v', 2, 0xa5, 'a', 'g', 'e', 'n',
+    static const uint8_t hello2[] = {0x83, 0xa1, 't', 1, 0xa1, 'v', 3, 0xa5, 'a', 'g', 'e', 'n',
                                      't', 0xa1, 'x'};
     assert_int_equal(decode_raw(hello2, sizeof hello2, &m), -EPROTONOSUPPORT);
     /* our own HELLO with another v */

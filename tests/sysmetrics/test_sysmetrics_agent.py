@@ -1,6 +1,7 @@
-"""sidetrackd --system-metrics-interval: a real agent reading a fake proc/ tree
+"""sidetrackd --system-metrics-interval: a real agent reading a fake proc/ and sys/ tree
 ($SIDETRACK_PROC_ROOT) records MLflow's system/ metrics on a run while it is RUNNING, and
-none on a run that had finished before."""
+none on a run that had finished before; its network figures count the physical NIC, not the
+veth, bridge or lo beside it."""
 import json
 import os
 import subprocess
@@ -22,6 +23,20 @@ def fake_tree(root, jiffies):
                 "    lo: 7 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n"
                 "  eth0: 1000 1 0 0 0 0 0 0 2000 1 0 0 0 0 0 0\n")
     write_stat(root, jiffies)
+    net = os.path.join(root, "sys", "class", "net")
+    for name, physical in (("eth0", True), ("lo", False), ("docker0", False),
+                           ("veth9a8b7c", False)):
+        os.makedirs(os.path.join(net, name, "statistics"))
+        if physical:
+            os.symlink("../../../0000:03:00.0", os.path.join(net, name, "device"))
+        write_bytes(root, name, 1000, 2000)
+
+
+def write_bytes(root, name, rx, tx):
+    d = os.path.join(root, "sys", "class", "net", name, "statistics")
+    for f, v in (("rx_bytes", rx), ("tx_bytes", tx)):
+        with open(os.path.join(d, f), "w") as out:
+            out.write(f"{v}\n")
 
 
 def write_stat(root, n):
@@ -65,6 +80,12 @@ def test_agent_records_system_metrics_on_running_runs_only():
         try:
             pyutil.wait_for(lambda: os.path.exists(os.path.join(data, "agent.status")),
                             30, "sidetrackd to start")
+            # The agent took its first network reading before writing agent.status: from
+            # here the NIC moves 3 MB in, and the veth and bridge carry the same bytes again.
+            write_bytes(root, "eth0", 3001000, 2000)
+            write_bytes(root, "veth9a8b7c", 3001000, 2000)
+            write_bytes(root, "docker0", 3001000, 2000)
+            write_bytes(root, "lo", 50001000, 50002000)
             done = pyutil.train(ring, 10, "sysm", "finished-before", lane_mb="8")
             trainer = subprocess.Popen([TRAINER, "6"], env=env, stdout=subprocess.PIPE,
                                        text=True)
@@ -77,12 +98,14 @@ def test_agent_records_system_metrics_on_running_runs_only():
                     "system/disk_available_megabytes", "system/network_receive_megabytes",
                     "system/network_transmit_megabytes"]
             got = pyutil.wait_for(
-                lambda: (lambda m: m if all(k in m for k in keys) else None)(
+                lambda: (lambda m: m if all(k in m for k in keys) and
+                         m["system/network_receive_megabytes"] > 0 else None)(
                     system_metrics(data, run)), 20, "system metrics on the running run")
             assert got["system/cpu_utilization_percentage"] == 25.0
             assert got["system/system_memory_usage_percentage"] == 75.0
             assert got["system/system_memory_usage_megabytes"] == 1500000 * 1024 / 1e6
-            assert got["system/network_receive_megabytes"] == 0.0  # counts from the start
+            assert got["system/network_receive_megabytes"] == 3.0  # eth0 only
+            assert got["system/network_transmit_megabytes"] == 0.0
             assert not any(k.startswith("system/gpu_") for k in got)  # no NVML here
             assert trainer.wait(timeout=30) == 0
             assert system_metrics(data, done) == {}

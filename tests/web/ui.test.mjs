@@ -213,3 +213,77 @@ test('a running run refreshes by itself', async () => {
   await call('/api/2.0/mlflow/runs/update', { run_id: runs['r-gamma'], status: 'FINISHED', end_time: Date.now() });
   await page.waitForFunction(() => document.getElementById('live').hidden, null, { timeout: TIMEOUT });
 });
+
+// ---- the model registry's pages (web/models.js) --------------------------------------------
+
+async function aliasVersion(name, alias) {
+  const r = await call(`/api/2.0/mlflow/registered-models/alias?name=${name}&alias=${alias}`);
+  return r.model_version.version;
+}
+
+test('the models pages: list, versions with their runs, alias moves and rollback with a confirmation, compare', async () => {
+  // Two versions of "churn", from r-alpha and r-beta, with different files.
+  for (const [run, body] of [['r-alpha', 'weights of alpha'], ['r-beta', 'weights of beta']])
+    await call(`/api/2.0/mlflow-artifacts/artifacts/${runs.exp}/${runs[run]}/artifacts/model/weights.bin`, body, 'PUT');
+  await call('/api/2.0/mlflow/registered-models/create', { name: 'churn', description: 'who leaves' });
+  for (const run of ['r-alpha', 'r-beta'])
+    await call('/api/2.0/mlflow/model-versions/create', { name: 'churn', source: `runs:/${runs[run]}/model`, run_id: runs[run] });
+  await call('/api/2.0/mlflow/registered-models/alias', { name: 'churn', alias: 'champion', version: '1' });
+
+  await open('#/models');
+  const names = await page.$$eval('#models a', (as) => as.map((a) => a.textContent));
+  assert.deepEqual(names, ['churn']);
+  await page.click('#models a:text("churn")');
+  await ready();
+  assert.match(await page.textContent('#aliases tr[data-alias="champion"] .alias-version'), /v1/);
+  const lineage = await page.$$eval('#versions a.lineage', (as) => as.map((a) => a.textContent));
+  assert.deepEqual(lineage, ['r-beta', 'r-alpha']); // newest version first, named by its run
+  const digests = await page.$$eval('#versions tr[data-version] td[title]', (tds) => tds.map((t) => t.title));
+  assert.equal(digests.length, 2);
+  assert.ok(digests.every((d) => /^[0-9a-f]{64}$/.test(d)) && digests[0] !== digests[1], digests.join());
+  await shot('ui-model.png');
+
+  // Move champion to v2: nothing happens before the confirmation; Cancel changes nothing.
+  await page.selectOption('select.alias-target[data-alias="champion"]', '2');
+  await page.click('button.alias-move[data-alias="champion"]');
+  await page.waitForSelector('#alias-confirm .confirm');
+  assert.match(await page.textContent('#alias-confirm'), /Move @champion of churn from v1 to v2\?/);
+  assert.equal(await aliasVersion('churn', 'champion'), '1');
+  await page.click('#confirm-no');
+  assert.equal(await aliasVersion('churn', 'champion'), '1');
+  await page.selectOption('select.alias-target[data-alias="champion"]', '2');
+  await page.click('button.alias-move[data-alias="champion"]');
+  await page.click('#confirm-yes');
+  await page.waitForFunction(() => /v2/.test(document.querySelector('#aliases tr[data-alias="champion"] .alias-version')?.textContent || ''),
+    null, { timeout: TIMEOUT });
+  await ready();
+  assert.equal(await aliasVersion('churn', 'champion'), '2');
+
+  // Roll back: to v1 again, recorded in the history.
+  await page.click('button.alias-rollback[data-alias="champion"]');
+  await page.click('#confirm-yes');
+  await page.waitForFunction(() => /v1/.test(document.querySelector('#aliases tr[data-alias="champion"] .alias-version')?.textContent || ''),
+    null, { timeout: TIMEOUT });
+  await ready();
+  assert.equal(await aliasVersion('churn', 'champion'), '1');
+  const history = await page.textContent('#history');
+  assert.match(history, /alias_rollback/);
+  assert.match(history, /@champion: v2 → v1/);
+
+  // Compare v1 and v2: lr differs, the final losses side by side, the files differ.
+  assert.ok(await page.isDisabled('#compare-versions'));
+  await page.check('input.pick-version[value="1"]');
+  await page.check('input.pick-version[value="2"]');
+  await page.click('#compare-versions');
+  await ready();
+  const diff = await page.$$eval('#version-param-diff tr.diff td:first-child', (tds) => tds.map((t) => t.textContent));
+  assert.deepEqual(diff, ['lr']);
+  const loss = await page.$eval('#version-metrics', (t) => [...t.querySelectorAll('tr')].find((r) => r.cells[0].textContent === 'loss').textContent);
+  assert.match(loss, /0\.3.*0\.1.*-0\.2/);
+  assert.match(await page.textContent('#digest-verdict'), /files differ/);
+  await shot('ui-model-compare.png');
+
+  // Lineage the other way: the run page names the versions made from it.
+  await open(`#/runs/${runs['r-beta']}`);
+  assert.match(await page.textContent('#run-models'), /churn v2/);
+});

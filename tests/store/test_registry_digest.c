@@ -1,0 +1,193 @@
+/* test_registry_digest.c — a model version's source parsed into run and path, and the digest
+ * of its files: the SHA-256 of what `sha256sum` prints in the model's directory. The expected
+ * digests below were computed with GNU coreutils on real files of that content:
+ *   printf abc > MLmodel; : > data/weights.bin; printf abc > 'a\b'
+ *   find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "registry.h"
+#include "fixture.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* SHA-256("abc") and SHA-256("") */
+static const uint8_t SHA_ABC[32] = {
+    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+static const uint8_t SHA_EMPTY[32] = {
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+
+/* MLmodel + data/weights.bin */
+static const char DIGEST_MODEL[] =
+    "75c753e5534a038c4c28f4bcea2dc4529236a32f68fb766c0ee8f3ee8ff9c1af";
+/* the same plus a file named a\b, which sha256sum escapes */
+static const char DIGEST_ESCAPED[] =
+    "dc1757e9e7915c806a90a30a347e236750617b2fcdfa691fe252f3ff14a15660";
+/* `sha256sum weights.bin | sha256sum` in data/ */
+static const char DIGEST_ONE_FILE[] =
+    "70bda350c31f116827666bbefc1d5fb16c965408f20f87a75df0023a32855a06";
+
+#define RUN_HEX "0123456789abcdef0123456789abcdef"
+
+static void parse_ok(const char *src, const char *run, const char *path)
+{
+    char hex[33], p[256];
+    int rc = store_mv_source_parse(src, hex, p, sizeof p);
+    if (rc != 0)
+        fail_msg("%s: %d", src, rc);
+    assert_string_equal(hex, run);
+    assert_string_equal(p, path);
+}
+
+static void source_runs_uri_gives_run_and_path(void **state)
+{
+    (void)state;
+    parse_ok("runs:/" RUN_HEX "/model", RUN_HEX, "model");
+    parse_ok("runs:/" RUN_HEX "/a/b/model/", RUN_HEX, "a/b/model");
+    parse_ok("runs:/" RUN_HEX, RUN_HEX, "");
+    parse_ok("runs:/" RUN_HEX "/", RUN_HEX, "");
+    parse_ok("runs:/0123456789ABCDEF0123456789ABCDEF/m", RUN_HEX, "m"); /* kept lowercase */
+}
+
+static void source_artifact_uri_gives_run_and_path(void **state)
+{
+    (void)state;
+    parse_ok("mlflow-artifacts:/1/" RUN_HEX "/artifacts/model", RUN_HEX, "model");
+    parse_ok("mlflow-artifacts:/17/" RUN_HEX "/artifacts", RUN_HEX, "");
+    parse_ok("mlflow-artifacts:/0/" RUN_HEX "/artifacts/x/y.pkl", RUN_HEX, "x/y.pkl");
+    parse_ok("mlflow-artifacts://host:5000/3/" RUN_HEX "/artifacts/m", RUN_HEX, "m");
+}
+
+static void source_other_forms_are_invalid(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "", "s3://bucket/model", "/tmp/model", "runs:/", "runs:/0123/model",
+        "runs:/" RUN_HEX "0/model",                       /* 33 digits */
+        "runs:/0123456789abcdef0123456789abcdeg/model",   /* not hex */
+        "runs:/" RUN_HEX "/../other", "runs:/" RUN_HEX "/a//b", "runs:/" RUN_HEX "/./a",
+        "runs://" RUN_HEX "/m", "models:/name/1",
+        "mlflow-artifacts:/" RUN_HEX "/artifacts/m",      /* no experiment */
+        "mlflow-artifacts:/x/" RUN_HEX "/artifacts/m",
+        "mlflow-artifacts:/1/" RUN_HEX "/artifactsx/m", "mlflow-artifacts:/1/" RUN_HEX "/m",
+        "mlflow-artifacts:1/" RUN_HEX "/artifacts", "mlflow-artifacts://host",
+    };
+    char hex[33], p[256];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (store_mv_source_parse(bad[i], hex, p, sizeof p) != -EINVAL)
+            fail_msg("accepted %s", bad[i]);
+    assert_int_equal(store_mv_source_parse(NULL, hex, p, sizeof p), -EINVAL);
+    assert_int_equal(store_mv_source_parse("runs:/" RUN_HEX "/model", hex, p, 5),
+                     -ENAMETOOLONG);
+}
+
+/* A run with a model folder, a file beside it whose name starts the same, and another run. */
+static void put_model(struct store *s, const uint8_t run[16], const uint8_t other[16],
+                      bool escaped)
+{
+    struct store_txn *t;
+    assert_int_equal(store_begin(s, true, &t), 0);
+    assert_int_equal(store_artifact_put(t, run, "model/data/weights.bin", SHA_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, run, "model/MLmodel", SHA_ABC, 3), 0);
+    if (escaped)
+        assert_int_equal(store_artifact_put(t, run, "model/a\\b", SHA_ABC, 3), 0);
+    assert_int_equal(store_artifact_put(t, run, "modelx/MLmodel", SHA_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, run, "metrics.json", SHA_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, other, "model/MLmodel", SHA_EMPTY, 0), 0);
+    assert_int_equal(store_commit(t), 0);
+}
+
+static void digest_is_the_sha256sum_manifest_of_the_model_files(void **state)
+{
+    struct fx *f = *state;
+    uint8_t run[16], other[16];
+    run_id(run, 0x42, 1);
+    run_id(other, 0x42, 2);
+    put_model(f->s, run, other, false);
+    struct store_txn *t;
+    assert_int_equal(store_begin(f->s, false, &t), 0);
+    char hex[65];
+    uint64_t files = 0, bytes = 0;
+    assert_int_equal(store_mv_digest(t, run, "model", hex, &files, &bytes), 0);
+    assert_string_equal(hex, DIGEST_MODEL);
+    assert_int_equal(files, 2); /* modelx/ and metrics.json are not in it */
+    assert_int_equal(bytes, 3);
+    assert_int_equal(store_mv_digest(t, run, "model/data/weights.bin", hex, &files, NULL), 0);
+    assert_string_equal(hex, DIGEST_ONE_FILE);
+    assert_int_equal(files, 1);
+    assert_int_equal(store_mv_digest(t, run, "", hex, &files, NULL), 0);
+    assert_int_equal(files, 4); /* the whole run */
+    assert_string_not_equal(hex, DIGEST_MODEL);
+    store_abort(t);
+}
+
+static void digest_escapes_names_as_sha256sum_does(void **state)
+{
+    struct fx *f = *state;
+    uint8_t run[16], other[16];
+    run_id(run, 0x43, 1);
+    run_id(other, 0x43, 2);
+    put_model(f->s, run, other, true);
+    struct store_txn *t;
+    assert_int_equal(store_begin(f->s, false, &t), 0);
+    char hex[65];
+    assert_int_equal(store_mv_digest(t, run, "model", hex, NULL, NULL), 0);
+    assert_string_equal(hex, DIGEST_ESCAPED);
+    store_abort(t);
+}
+
+static void digest_of_nothing_is_enoent(void **state)
+{
+    struct fx *f = *state;
+    uint8_t run[16], other[16], none[16];
+    run_id(run, 0x44, 1);
+    run_id(other, 0x44, 2);
+    run_id(none, 0x44, 3);
+    put_model(f->s, run, other, false);
+    struct store_txn *t;
+    assert_int_equal(store_begin(f->s, false, &t), 0);
+    char hex[65];
+    assert_int_equal(store_mv_digest(t, run, "mode", hex, NULL, NULL), -ENOENT); /* a prefix */
+    assert_int_equal(store_mv_digest(t, run, "nothing", hex, NULL, NULL), -ENOENT);
+    assert_int_equal(store_mv_digest(t, none, "", hex, NULL, NULL), -ENOENT);
+    store_abort(t);
+}
+
+static void digest_changes_with_content_and_not_with_other_runs(void **state)
+{
+    struct fx *f = *state;
+    uint8_t run[16], other[16];
+    run_id(run, 0x45, 1);
+    run_id(other, 0x45, 2);
+    put_model(f->s, run, other, false);
+    struct store_txn *t;
+    char a[65], b[65];
+    assert_int_equal(store_begin(f->s, true, &t), 0);
+    assert_int_equal(store_mv_digest(t, run, "model", a, NULL, NULL), 0);
+    assert_int_equal(store_artifact_put(t, other, "model/extra", SHA_ABC, 3), 0);
+    assert_int_equal(store_mv_digest(t, run, "model", b, NULL, NULL), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(store_artifact_put(t, run, "model/MLmodel", SHA_EMPTY, 0), 0);
+    assert_int_equal(store_mv_digest(t, run, "model", b, NULL, NULL), 0);
+    assert_string_not_equal(a, b);
+    store_abort(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(source_runs_uri_gives_run_and_path),
+        cmocka_unit_test(source_artifact_uri_gives_run_and_path),
+        cmocka_unit_test(source_other_forms_are_invalid),
+        FX_TEST(digest_is_the_sha256sum_manifest_of_the_model_files),
+        FX_TEST(digest_escapes_names_as_sha256sum_does),
+        FX_TEST(digest_of_nothing_is_enoent),
+        FX_TEST(digest_changes_with_content_and_not_with_other_runs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
