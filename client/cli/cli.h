@@ -56,6 +56,7 @@ int cmd_runs_search(struct cli *c, int argc, char **argv);
 int cmd_metrics(struct cli *c, int argc, char **argv);
 int cmd_artifacts(struct cli *c, int argc, char **argv);
 int cmd_status(struct cli *c, int argc, char **argv);
+int cmd_wait(struct cli *c, int argc, char **argv); /* cmd_status.c */
 int cmd_sync(struct cli *c, int argc, char **argv);
 int cmd_keys(struct cli *c, int argc, char **argv);
 int cmd_export(struct cli *c, int argc, char **argv); /* cmd_bundle.c */

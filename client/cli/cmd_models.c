@@ -33,6 +33,8 @@ static void models_usage(FILE *f)
           "  history NAME [--limit N] [--json]           who changed what, newest first\n"
           "  create NAME [--description D]               a new registered model\n"
           "  delete NAME --yes                           a model and all its versions\n"
+          "  delete NAME/N|NAME@ALIAS --yes              one version\n"
+          "  rename NAME NEW_NAME                        versions and history follow\n"
           "  register NAME SOURCE [--alias A]...         a new version from runs:/RUN/PATH\n"
           "           [--description D]                  (prints its number)\n"
           "  alias NAME ALIAS VERSION                    point ALIAS at VERSION\n"
@@ -63,7 +65,8 @@ static const struct models_cmd models_cmds[] = {
     {"register", cmd_models_register}, {"alias", cmd_models_alias},
     {"rollback", cmd_models_rollback}, {"stage", cmd_models_stage},
     {"tag", cmd_models_tag},           {"compare", cmd_models_compare},
-    {"pull", cmd_models_pull},         {0},
+    {"pull", cmd_models_pull},         {"rename", cmd_models_rename},
+    {0},
 };
 
 int cmd_models(struct cli *c, int argc, char **argv)

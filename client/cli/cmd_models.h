@@ -84,6 +84,7 @@ int cmd_models_versions(struct cli *c, int argc, char **argv);
 int cmd_models_history(struct cli *c, int argc, char **argv);
 int cmd_models_create(struct cli *c, int argc, char **argv);
 int cmd_models_delete(struct cli *c, int argc, char **argv);
+int cmd_models_rename(struct cli *c, int argc, char **argv);
 int cmd_models_register(struct cli *c, int argc, char **argv);
 int cmd_models_alias(struct cli *c, int argc, char **argv);
 int cmd_models_rollback(struct cli *c, int argc, char **argv);

@@ -152,6 +152,7 @@ int cmd_models_create(struct cli *c, int argc, char **argv)
 
 struct delete_op {
     const char *name;
+    uint64_t version; /* 0: the whole model */
     struct store_rm_by by;
     uint64_t versions;
 };
@@ -166,6 +167,8 @@ static int count_version(const struct store_mv *v, void *arg)
 static int delete_tx(struct store_txn *t, void *arg)
 {
     struct delete_op *o = arg;
+    if (o->version) /* one version: its tags go, its aliases are dropped */
+        return store_mv_delete(t, o->name, o->version, &o->by);
     o->versions = 0;
     int r = store_mv_foreach(t, o->name, count_version, &o->versions);
     return r < 0 ? r : store_rm_delete(t, o->name, &o->by);
@@ -174,10 +177,13 @@ static int delete_tx(struct store_txn *t, void *arg)
 static void delete_usage(FILE *f)
 {
     fputs("Usage: sidetrack models delete NAME --yes\n"
+          "       sidetrack models delete NAME/VERSION|NAME@ALIAS|NAME VERSION --yes\n"
           "\n"
-          "Deletes a registered model with all its versions, tags and aliases. The runs and\n"
-          "their artifacts stay, and so does the model's history. Asks nothing: --yes says\n"
-          "you mean it.\n"
+          "Deletes a registered model with all its versions, tags and aliases, or one version\n"
+          "(its tags go, and the aliases on it are dropped; its number is never given\n"
+          "again). The runs and their artifacts stay, and so does the model's history: an\n"
+          "alias moved off a deleted version can be rolled back past it. Asks nothing:\n"
+          "--yes says you mean it.\n"
           "\n"
           "Options:\n"
           "      --yes       delete it\n"
@@ -190,29 +196,93 @@ int cmd_models_delete(struct cli *c, int argc, char **argv)
 {
     static const struct cli_option opts[] = {
         CLI_COMMON_OPTIONS, {"yes", 'y', false, OPT_YES}, {0}};
-    static const struct cli_syntax syntax = {"models delete", opts, delete_usage, 1};
+    static const struct cli_syntax syntax = {"models delete", opts, delete_usage, 2};
     struct edit_args e = {0};
     int rc = parse(c, &syntax, argc, argv, &e);
     if (rc != CLI_ARG_END)
         return rc;
     if (e.n < 1)
         return cli_usage_error(syntax.cmd, "missing NAME");
+    if (models_open_write(c) != CLI_OK)
+        return CLI_FAIL;
+    struct models_ref ref;
+    if (resolve(c, syntax.cmd, e.pos[0], e.n > 1 ? e.pos[1] : NULL, false, &ref) != CLI_OK)
+        return CLI_FAIL;
+    if (!e.yes && ref.has_version)
+        return cli_usage_error(syntax.cmd, "this deletes version %" PRIu64 " of model '%s' "
+                                           "with its tags and aliases: add --yes if you mean it",
+                               ref.version, ref.name);
     if (!e.yes)
         return cli_usage_error(syntax.cmd, "this deletes model '%s' with all its versions, "
                                            "tags and aliases: add --yes if you mean it",
-                               e.pos[0]);
-    if (models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
+                               ref.name);
     char actor[STORE_RM_ACTOR_MAX + 1];
-    struct delete_op o = {.name = e.pos[0]};
+    struct delete_op o = {.name = ref.name, .version = ref.has_version ? ref.version : 0};
     models_by(&o.by, actor);
     int r = store_update(c->store, delete_tx, &o);
     if (r == -ENOENT)
-        return models_report_missing(c, o.name, 0, NULL);
+        return models_report_missing(c, o.name, o.version, NULL);
     if (r < 0)
-        return models_error(r, "cannot delete model '%s'", o.name);
-    printf("deleted model '%s' and its %" PRIu64 " version%s\n", o.name, o.versions,
-           o.versions == 1 ? "" : "s");
+        return models_error(r, "cannot delete %s '%s'", o.version ? "a version of model" : "model",
+                            o.name);
+    if (o.version)
+        printf("deleted version %" PRIu64 " of model '%s'\n", o.version, o.name);
+    else
+        printf("deleted model '%s' and its %" PRIu64 " version%s\n", o.name, o.versions,
+               o.versions == 1 ? "" : "s");
+    return CLI_OK;
+}
+
+/* ---- rename ---- */
+
+struct rename_op {
+    const char *name, *new_name;
+    struct store_rm_by by;
+};
+
+static int rename_tx(struct store_txn *t, void *arg)
+{
+    struct rename_op *o = arg;
+    return store_rm_rename(t, o->name, o->new_name, &o->by);
+}
+
+static void rename_usage(FILE *f)
+{
+    fputs("Usage: sidetrack models rename NAME NEW_NAME\n"
+          "\n"
+          "Renames a registered model; its versions, tags, aliases and history follow it.\n"
+          "\n"
+          "Options:\n"
+          "  -d, --data DIR  the store's directory\n"
+          "  -h, --help      show this help\n",
+          f);
+}
+
+int cmd_models_rename(struct cli *c, int argc, char **argv)
+{
+    static const struct cli_option opts[] = {CLI_COMMON_OPTIONS, {0}};
+    static const struct cli_syntax syntax = {"models rename", opts, rename_usage, 2};
+    struct edit_args e = {0};
+    int rc = parse(c, &syntax, argc, argv, &e);
+    if (rc != CLI_ARG_END)
+        return rc;
+    if (e.n < 2)
+        return cli_usage_error(syntax.cmd, "missing %s", e.n ? "NEW_NAME" : "NAME");
+    if (check_name(e.pos[1]) != CLI_OK || models_open_write(c) != CLI_OK)
+        return CLI_FAIL;
+    char actor[STORE_RM_ACTOR_MAX + 1];
+    struct rename_op o = {.name = e.pos[0], .new_name = e.pos[1]};
+    models_by(&o.by, actor);
+    int r = store_update(c->store, rename_tx, &o);
+    if (r == -ENOENT)
+        return models_report_missing(c, o.name, 0, NULL);
+    if (r == -EEXIST) {
+        cli_error("a registered model named '%s' exists already", o.new_name);
+        return CLI_FAIL;
+    }
+    if (r < 0)
+        return models_error(r, "cannot rename model '%s'", o.name);
+    printf("renamed model '%s' to '%s'\n", o.name, o.new_name);
     return CLI_OK;
 }
 

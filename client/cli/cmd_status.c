@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -636,4 +637,79 @@ int cmd_status(struct cli *c, int argc, char **argv)
     }
     lanes_free(&s.l);
     return rc;
+}
+
+/* ---- sidetrack wait -------------------------------------------------------------------- */
+
+static void wait_usage(FILE *f)
+{
+    fputs("Usage: sidetrack wait [--timeout SEC]\n"
+          "\n"
+          "Waits until every record published in the rings is stored: the agent has\n"
+          "drained every lane (what a training process logged before it returned is then\n"
+          "in the store, and `sidetrack runs`, `metrics` or `models` see it). For scripts\n"
+          "that read right after a training job, instead of a sleep.\n"
+          "\n"
+          "Options:\n"
+          "  -t, --timeout SEC  give up after SEC seconds (default 30)\n"
+          "  -d, --data DIR     the store's directory (its agent names the ring directory)\n"
+          "  -h, --help         show this help\n"
+          "\n"
+          "Exit status: 0 when nothing waits; 1 when records still wait at the timeout (is\n"
+          "sidetrackd running? see sidetrack status); 2 a usage error.\n",
+          f);
+}
+
+int cmd_wait(struct cli *c, int argc, char **argv)
+{
+    enum { OPT_TIMEOUT = CLI_OPT_FIRST };
+    static const struct cli_option opts[] = {
+        CLI_COMMON_OPTIONS, {"timeout", 't', true, OPT_TIMEOUT}, {0}};
+    static const struct cli_syntax syntax = {"wait", opts, wait_usage, .max_args = 0};
+    struct cli_args a;
+    cli_args_init(&a, c, &syntax, argc, argv);
+    double timeout_s = 30;
+    const char *v;
+    int r;
+    while ((r = cli_args_next(&a, &v)) != CLI_ARG_END) {
+        if (r == CLI_ARG_EXIT)
+            return a.exit;
+        if (r == OPT_TIMEOUT) {
+            char *end;
+            timeout_s = strtod(v, &end);
+            if (*end || end == v || !(timeout_s >= 0 && timeout_s <= 86400))
+                return cli_usage_error("wait", "--timeout takes seconds from 0 to 86400, "
+                                               "not '%s'", v);
+        }
+    }
+    if (cli_data_dir(c) != CLI_OK)
+        return CLI_FAIL;
+    static struct agent_file af;
+    agent_file_read(c->data_dir, &af);
+    const char *env_ring = getenv("SIDETRACK_RING_DIR");
+    const char *ring_dir = af.present && af.ring_dir[0] ? af.ring_dir
+                           : env_ring && *env_ring   ? env_ring
+                                                     : "/dev/shm/sidetrack";
+    int64_t deadline = cli_now_ms() + (int64_t)(timeout_s * 1000);
+    for (;;) {
+        struct lanes l = {0};
+        size_t nrings = 0;
+        scan_rings(ring_dir, &l, &nrings);
+        uint64_t waiting = 0, lanes = 0;
+        for (size_t i = 0; i < l.n; i++) {
+            waiting += l.v[i].waiting_records;
+            lanes += l.v[i].waiting_records > 0;
+        }
+        lanes_free(&l);
+        if (!waiting)
+            return CLI_OK;
+        if (cli_now_ms() >= deadline) {
+            cli_error("%" PRIu64 " records still wait in %" PRIu64 " lane%s of %s after %g s: "
+                      "is sidetrackd running? (sidetrack status)",
+                      waiting, lanes, lanes == 1 ? "" : "s", ring_dir, timeout_s);
+            return CLI_FAIL;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }

@@ -41,6 +41,7 @@ static const struct command commands[] = {
     {"metrics", cmd_metrics},
     {"artifacts", cmd_artifacts},
     {"status", cmd_status},
+    {"wait", cmd_wait},
     {"sync", cmd_sync},
     {"keys", cmd_keys},
     {"export", cmd_export},
@@ -70,6 +71,7 @@ static void usage(FILE *f)
           "  artifacts RUN --get PATH [--out FILE]         copy an artifact's content out\n"
           "  status [--json]                               is sidetrackd running and keeping\n"
           "                                                up; the lanes of the rings\n"
+          "  wait [--timeout SEC]                          until what the rings hold is stored\n"
           "  sync status [--json] | sync now               replication to sidetrack-server\n"
           "  keys gen NAME [--dir DIR] | keys show FILE    CURVE keys for replication\n"
           "  keys token NAME [--dir DIR]                   a bearer token (HTTPS, the API)\n"

@@ -223,3 +223,23 @@ def test_sync_backlog_and_its_age_while_the_server_is_down():
             assert v["sidetrack_agent_sync_points_total"] >= 1000 * 4
         finally:
             c.stop_all()
+
+
+def test_sidetrack_wait_returns_once_everything_is_stored():
+    with pyutil.scratch("sidetrack-health-") as d:
+        agent, ring, data, log = start_agent(d)
+        try:
+            run = pyutil.train(ring, 50000, "wait", "w")
+            pyutil.cli(data, "wait", "--timeout", "60")
+            assert points(data, run) == 50000  # no polling: wait said it is all there
+        finally:
+            code = pyutil.stop(agent)
+        assert code == 0, pyutil.tail_logs([log])
+        # No agent: what is logged waits in the ring, and wait says so at its timeout.
+        run = pyutil.train(ring, 100, "wait", "orphan")
+        p = pyutil.cli(data, "wait", "--timeout", "0.3", check=False)
+        assert p.returncode == 1
+        assert "records still wait in 1 lane" in p.stderr and "is sidetrackd running?" \
+            in p.stderr, p.stderr
+        p = pyutil.cli(data, "wait", "--timeout", "soon", check=False)
+        assert p.returncode == 2 and "--timeout takes seconds" in p.stderr, p.stderr

@@ -281,8 +281,23 @@ def test_stage_tag_and_delete(node, two_runs):
     assert node.json("show", "st/2")["tags"] == {"validated": "yes"}
     p = node.models("delete", "st", check=False)
     assert p.returncode == 2 and "--yes" in p.stderr
-    assert "2 versions" in node.models("delete", "st", "--yes").stdout
-    assert node.models("show", "st", check=False).returncode == 1
+    # One version: the alias on it is dropped, its number is not given again.
+    node.models("alias", "st", "prod", "2")
+    p = node.models("delete", "st@prod", check=False)
+    assert p.returncode == 2 and "deletes version 2 of model 'st'" in p.stderr
+    assert "deleted version 2 of model 'st'" in node.models("delete", "st@prod", "--yes").stdout
+    assert [v["version"] for v in node.json("versions", "st")] == [1]
+    assert node.json("show", "st")["aliases"] in ({}, [])
+    assert node.models("register", "st", f"runs:/{b}/model").stdout.strip() == "3"
+    # Rename: versions and history follow; a taken name is refused.
+    node.models("create", "other")
+    p = node.models("rename", "st", "other", check=False)
+    assert p.returncode == 1 and "'other' exists already" in p.stderr
+    assert "renamed model 'st' to 'st2'" in node.models("rename", "st", "st2").stdout
+    assert [v["version"] for v in node.json("versions", "st2")] == [1, 3]
+    assert "model_renamed" in node.models("history", "st2").stdout
+    assert "2 versions" in node.models("delete", "st2", "--yes").stdout
+    assert node.models("show", "st2", check=False).returncode == 1
 
 
 @pytest.mark.parametrize("args, code, words", [
