@@ -494,7 +494,7 @@ size_t sysm_sample(struct sysm *s, struct sysm_value *out)
 struct sysm_active {
     uint8_t id[16];
     uint32_t pid;
-    int64_t step; /* samples recorded on this run by this agent */
+    int64_t step; /* the next sample's step; -1: not known yet (read from the store) */
 };
 
 struct sysm_recorder {
@@ -568,7 +568,7 @@ static int collect_run(const struct store_run *run, void *arg)
     struct sysm_active *a = &r->runs[r->nruns++];
     memcpy(a->id, run->id, 16);
     a->pid = run->pid;
-    a->step = 0;
+    a->step = -1;
     for (size_t i = 0; i < r->nold; i++) /* both in id order: could merge; sets are small */
         if (!memcmp(r->old[i].id, run->id, 16)) {
             a->step = r->old[i].step;
@@ -610,6 +610,17 @@ int sysm_recorder_tick(struct sysm_recorder *r, struct store *st, uint64_t now_n
     if (!r->nruns || !nv) {
         store_abort(t);
         return 0;
+    }
+    /* A run new to this set goes on after the samples already stored on it (an agent that
+     * restarted while it trained), so that its steps do not start over at 0. */
+    for (size_t i = 0; i < r->nruns; i++) {
+        if (r->runs[i].step >= 0)
+            continue;
+        struct store_metric_summary sm;
+        e = store_metric_summary_get(t, r->runs[i].id, v[0].key, &sm);
+        if (e < 0 && e != -ENOENT)
+            goto fail;
+        r->runs[i].step = e == 0 && sm.count ? sm.latest.step + 1 : 0;
     }
     int64_t ts = (int64_t)(now_ns / 1000000);
     struct timespec rt;

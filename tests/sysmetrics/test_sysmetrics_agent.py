@@ -119,3 +119,43 @@ def test_agent_records_system_metrics_on_running_runs_only():
             _, err = agent.communicate(timeout=30)
         assert agent.returncode == 0, err
         assert "recording system metrics every 1 s" in err
+
+
+def memory_steps(data, run_id):
+    p = pyutil.cli(data, "metrics", run_id, "system/system_memory_usage_percentage",
+                   "--format", "csv", check=False)
+    if p.returncode != 0:
+        return []
+    return [int(line.split(",")[0]) for line in p.stdout.splitlines()[1:] if line.strip()]
+
+
+def test_steps_go_on_after_an_agent_restart():
+    """A run that trains through an agent restart: its system metrics' steps go on from where
+    the store has them, instead of starting again at 0."""
+    with pyutil.scratch("sidetrack-sysm-") as d:
+        root, ring, data = (os.path.join(d, x) for x in ("root", "ring", "data"))
+        os.makedirs(ring)
+        fake_tree(root, 1)
+        env = dict(os.environ, SIDETRACK_PROC_ROOT=root, SIDETRACK_RING_DIR=ring,
+                   SIDETRACK_LANE_MB="8")
+        args = [pyutil.AGENT, "-d", data, "-r", ring, "-i", "5",
+                "--system-metrics-interval", "1"]
+        log = os.path.join(d, "agent.log")
+        agent = pyutil.start(args, log, env=env)
+        trainer = subprocess.Popen([TRAINER, "30"], env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            run = trainer.stdout.readline().strip()
+            pyutil.wait_for(lambda: len(memory_steps(data, run)) >= 2, 20,
+                            lambda: "two samples\n" + pyutil.tail_logs([log]))
+            assert pyutil.stop(agent) == 0
+            before = memory_steps(data, run)
+            agent = pyutil.start(args, log, env=env)
+            pyutil.wait_for(lambda: len(memory_steps(data, run)) >= len(before) + 2, 20,
+                            lambda: "two more samples\n" + pyutil.tail_logs([log]))
+            steps = memory_steps(data, run)
+            assert steps == list(range(len(steps))), steps
+        finally:
+            trainer.kill()
+            trainer.wait()
+            code = pyutil.stop(agent)
+        assert code == 0, pyutil.tail_logs([log])
