@@ -26,6 +26,7 @@ int bench_sync(const struct bench_opts *o);     /* "sync" and "sync-catchup" */
 int bench_sync_catchup(const struct bench_opts *o); /* "sync-catchup" alone */
 int bench_mlflow_api(const struct bench_opts *o); /* "mlflow-api": runs/log-batch over HTTP */
 int bench_https(const struct bench_opts *o);    /* "https": sync over HTTPS */
+int bench_health(const struct bench_opts *o);   /* "health": e2e while /metrics is scraped */
 int bench_query(const struct bench_opts *o);    /* "query": search and metric reads */
 
 /* ---- time -------------------------------------------------------------------------- */

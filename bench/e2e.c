@@ -20,6 +20,7 @@
  * committed means in LMDB (safe from an agent crash), durable within 100 ms.
  */
 #include "bench.h"
+#include "stats.h"
 
 #include "keys.h"
 #include "shmlog.h"
@@ -27,7 +28,9 @@
 #include "store.h"
 #include "wire.h"
 
+#include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -40,6 +43,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define E2E_LANES 4u
@@ -198,7 +202,72 @@ struct e2e {
     struct shmlog_arena arena;
     pid_t agent_pid, prod_pid;
     struct e2e_shared *sh;
+    /* health: a scraper thread GETs /metrics on the agent's socket while it drains */
+    bool scrape;
+    pthread_t scraper;
+    bool scraper_started;
+    atomic_bool scrape_stop;
+    uint64_t *scrape_ns;
+    size_t nscrapes, scrape_cap;
+    unsigned scrape_errors;
 };
+
+/* The ops/s of the last plain e2e-window100 run, for the health scenario's ratio. */
+static double last_window100_ops;
+
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+/* Every 10 ms, what a Prometheus scrape does: GET /metrics, here over the Unix socket. */
+static void *scraper_main(void *arg)
+{
+    struct e2e *e = arg;
+    char sock[700];
+    snprintf(sock, sizeof sock, "%s/agent.sock", e->store);
+    CURL *h = curl_easy_init();
+    if (!h)
+        return NULL;
+    curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, sock);
+    curl_easy_setopt(h, CURLOPT_URL, "http://localhost/metrics");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    while (!atomic_load(&e->scrape_stop)) {
+        uint64_t t0 = now_ns();
+        long code = 0;
+        if (curl_easy_perform(h) != CURLE_OK ||
+            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK || code != 200) {
+            e->scrape_errors++;
+        } else {
+            if (e->nscrapes == e->scrape_cap) {
+                size_t cap = e->scrape_cap ? e->scrape_cap * 2 : 1024;
+                uint64_t *v = realloc(e->scrape_ns, cap * sizeof *v);
+                if (!v)
+                    break;
+                e->scrape_ns = v;
+                e->scrape_cap = cap;
+            }
+            e->scrape_ns[e->nscrapes++] = now_ns() - t0;
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static void scraper_join(struct e2e *e)
+{
+    if (!e->scraper_started)
+        return;
+    atomic_store(&e->scrape_stop, true);
+    pthread_join(e->scraper, NULL);
+    e->scraper_started = false;
+}
 
 static void show_agent_log(const struct e2e *e)
 {
@@ -571,7 +640,7 @@ static void e2e_cleanup(struct e2e *e)
 }
 
 static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fsync_ms,
-                       int sync_mode)
+                       int sync_mode, bool scrape)
 {
     struct e2e e = {.name = name, .fsync_ms = fsync_ms, .sync_mode = sync_mode};
     e.n = o->ops ? o->ops : o->quick ? E2E_QUICK_OPS : E2E_DEFAULT_OPS;
@@ -612,6 +681,14 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
         goto out;
     if ((e.agent_pid = start_agent(&e)) < 0 || wait_agent_ready(&e) < 0)
         goto out;
+    if (scrape) {
+        e.scrape = true;
+        if (pthread_create(&e.scraper, NULL, scraper_main, &e) != 0) {
+            warnx_("%s: cannot start the scraper thread", name);
+            goto out;
+        }
+        e.scraper_started = true;
+    }
 
     e.prod_pid = fork();
     if (e.prod_pid < 0) {
@@ -634,6 +711,7 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
     if (wait_all_committed(&e) < 0)
         goto out;
     uint64_t t_done = now_ns();
+    scraper_join(&e);
     if (sync_mode) {
         uint64_t t0 = now_ns();
         if (sync_mode == SYNC_CATCHUP && start_server(&e) < 0)
@@ -718,8 +796,28 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
     jl_f("store_bytes_per_metric", e.n ? (double)sc.info.used_bytes / (double)e.n : 0, 2);
     jl_u64("lane_mib", e.arena.lane_size >> 20);
     jl_s("clock", e.arena.clock == SHMLOG_CLOCK_TSC ? "tsc" : "realtime");
+    if (!strcmp(name, "e2e-window100"))
+        last_window100_ops = secs > 0 ? (double)e.n / secs : 0;
+    if (e.scrape) {
+        struct lat_summary ls = {0};
+        if (e.nscrapes)
+            lat_summarise(e.scrape_ns, e.nscrapes, 1, 0, 1, &ls);
+        jl_u64("scrapes", e.nscrapes);
+        jl_u64("scrape_errors", e.scrape_errors);
+        jl_f("scrape_ms_p50", ls.p50 / 1e6, 3);
+        jl_f("scrape_ms_p99", ls.p99 / 1e6, 3);
+        jl_f("scrape_ms_max", ls.max / 1e6, 3);
+        if (last_window100_ops > 0 && secs > 0)
+            jl_f("ops_ratio_to_unscraped", (double)e.n / secs / last_window100_ops, 3);
+    }
     load_report(&load);
     jl_end();
+    if (e.scrape && (e.scrape_errors || !e.nscrapes)) {
+        warnx_("%s: %u of %zu scrapes failed", name, e.scrape_errors,
+               e.nscrapes + e.scrape_errors);
+        ret = 1;
+        goto out;
+    }
 
     ret = 0;
     if (sc.err || sc.points + e.sh->dropped != e.n) {
@@ -731,33 +829,43 @@ static int e2e_variant(const struct bench_opts *o, const char *name, uint32_t fs
     if (!agent_ok)
         ret = 1;
 out:
+    scraper_join(&e);
+    free(e.scrape_ns);
     e2e_cleanup(&e);
     return ret;
 }
 
 int bench_e2e(const struct bench_opts *o)
 {
-    int r = e2e_variant(o, "e2e", 0, SYNC_NONE);
-    return e2e_variant(o, "e2e-window100", 100, SYNC_NONE) | r;
+    int r = e2e_variant(o, "e2e", 0, SYNC_NONE, false);
+    return e2e_variant(o, "e2e-window100", 100, SYNC_NONE, false) | r;
 }
 
 int bench_e2e_window(const struct bench_opts *o)
 {
-    return e2e_variant(o, "e2e-window100", 100, SYNC_NONE);
+    return e2e_variant(o, "e2e-window100", 100, SYNC_NONE, false);
 }
 
 int bench_sync(const struct bench_opts *o)
 {
-    int r = e2e_variant(o, "sync", 100, SYNC_LIVE);
-    return e2e_variant(o, "sync-catchup", 100, SYNC_CATCHUP) | r;
+    int r = e2e_variant(o, "sync", 100, SYNC_LIVE, false);
+    return e2e_variant(o, "sync-catchup", 100, SYNC_CATCHUP, false) | r;
 }
 
 int bench_https(const struct bench_opts *o)
 {
-    return e2e_variant(o, "https", 100, SYNC_HTTPS);
+    return e2e_variant(o, "https", 100, SYNC_HTTPS, false);
 }
 
 int bench_sync_catchup(const struct bench_opts *o)
 {
-    return e2e_variant(o, "sync-catchup", 100, SYNC_CATCHUP);
+    return e2e_variant(o, "sync-catchup", 100, SYNC_CATCHUP, false);
+}
+
+/* The cost of being watched: e2e-window100, then the same with a scrape of /metrics every
+ * 10 ms on the agent's socket (each one renders the figures in the drain loop). */
+int bench_health(const struct bench_opts *o)
+{
+    int r = e2e_variant(o, "e2e-window100", 100, SYNC_NONE, false);
+    return e2e_variant(o, "health", 100, SYNC_NONE, true) | r;
 }

@@ -30,6 +30,9 @@ static const struct scenario scenarios[] = {
     {"sync-catchup", bench_sync_catchup, false, "the second half of sync alone"},
     {"https", bench_https, false,
      "as sync, over HTTPS (bearer token; a scratch CA and certificate made with openssl)"},
+    {"health", bench_health, false,
+     "e2e-window100, then again while a thread GETs /metrics on the agent's socket every\n"
+     "                  10 ms: scrape latency and the throughput ratio"},
     {"mlflow-api", bench_mlflow_api, false,
      "metric points/s through MLflow's runs/log-batch on sidetrack-server: 1000 metrics a\n"
      "                  request, one keep-alive connection (default 5,000,000 points)"},
