@@ -2,6 +2,8 @@
 programs, waiting, free ports, processes with a log file, the sidetrack CLI, a PKI made with
 the openssl program, and scratch folders."""
 import contextlib
+import itertools
+import json
 import os
 import shutil
 import signal
@@ -9,6 +11,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # meson test sets SIDETRACK_BUILD_DIR; by hand, ./build is the default.
@@ -182,3 +187,70 @@ def scratch(prefix):
             print("scratch kept in", root)
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def http_request(port, method, path, body=None, query=None, raw=None, headers=None,
+                 timeout=60):
+    """One HTTP request to loopback's `port`: body is sent as JSON, raw as it is, query in the
+    URL. (status, the parsed JSON where the answer is JSON and its bytes otherwise, the answer's
+    headers); an error status is returned, not raised."""
+    url = f"http://127.0.0.1:{port}{path}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query, doseq=True)
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None
+                                        else None)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, payload, hdrs = r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        status, payload, hdrs = e.code, e.read(), e.headers
+    if hdrs.get("Content-Type", "").startswith("application/json"):
+        return status, json.loads(payload), hdrs
+    return status, payload, hdrs
+
+
+class ServerProcess:
+    """What a test's own sidetrack-server shares: self.proc started with start(), its log file
+    self.log."""
+
+    def logs(self):
+        """The end of the server's log, for an assertion's message."""
+        return open(self.log).read()[-4000:] if os.path.exists(self.log) else ""
+
+    def stop(self):
+        """SIGTERM if it still runs; it must exit 0 (under AddressSanitizer: no leak)."""
+        if self.proc.poll() is None:
+            assert stop(self.proc) == 0, self.logs()
+
+
+@contextlib.contextmanager
+def serving(server_class, prefix):
+    """server_class(root) in a scratch folder named by prefix, stopped (and checked to stop
+    cleanly) afterwards: a test module's server."""
+    with scratch(prefix) as root:
+        s = server_class(root)
+        try:
+            yield s
+        finally:
+            s.stop()
+
+
+def api_error(resp, status, code):
+    """The message of an MLflow error answer (status, JSON), which must have that HTTP status and
+    error_code."""
+    s, j = resp
+    assert s == status, (s, j)
+    assert j["error_code"] == code, j
+    return j["message"]
+
+
+_unique = itertools.count(1)
+
+
+def unique_name(prefix):
+    """prefix-N, with an N this process has not given before: names that tests sharing one
+    server do not collide on."""
+    return f"{prefix}-{next(_unique)}"

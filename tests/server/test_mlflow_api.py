@@ -2,26 +2,23 @@
 (and its /ajax-api twin), MLflow's limits and error codes, the artifacts proxy with binary
 content, and a run that arrived from an agent over ZeroMQ found through the API. Run by meson
 (suite server) with SIDETRACK_BUILD_DIR set."""
-import json
 import os
 import re
 import shutil
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pyutil  # noqa: E402
-from pyutil import AGENT, SERVER, free_port, scratch, sidetrack, train, wait_for  # noqa: E402
+from pyutil import AGENT, SERVER, free_port, sidetrack, train, wait_for  # noqa: E402
+from pyutil import api_error as err  # noqa: E402
 
 API = "/api/2.0/mlflow/"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
 
-class Server:
+class Server(pyutil.ServerProcess):
     def __init__(self, root):
         self.root = root
         self.data = os.path.join(root, "server")
@@ -40,27 +37,9 @@ class Server:
             return self.get("experiments/get", experiment_id="0")[0] == 200
         wait_for(ready, 20, "the server to serve the MLflow API")
 
-    def logs(self):
-        return open(self.log).read()[-4000:] if os.path.exists(self.log) else ""
-
     def request(self, method, path, body=None, query=None, raw=None, headers=None):
         """(status, parsed JSON or raw bytes, headers)."""
-        url = f"http://127.0.0.1:{self.port}{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode(query, doseq=True)
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
-                                            else None)
-        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-        if body is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                status, payload, hdrs = r.status, r.read(), r.headers
-        except urllib.error.HTTPError as e:
-            status, payload, hdrs = e.code, e.read(), e.headers
-        if hdrs.get("Content-Type", "").startswith("application/json"):
-            return status, json.loads(payload), hdrs
-        return status, payload, hdrs
+        return pyutil.http_request(self.port, method, path, body, query, raw, headers)
 
     def post(self, endpoint, body, prefix=API):
         s, j, _ = self.request("POST", prefix + endpoint, body=body)
@@ -75,32 +54,15 @@ class Server:
         assert s == 200, (endpoint, s, j)
         return j
 
-    def stop(self):
-        if self.proc.poll() is None:
-            assert pyutil.stop(self.proc) == 0, self.logs()
-
 
 @pytest.fixture(scope="module")
 def srv():
-    with scratch("sidetrack-mlflow-") as root:
-        s = Server(root)
+    with pyutil.serving(Server, "sidetrack-mlflow-") as s:
         yield s
-        s.stop()
-
-
-def err(resp, status, code):
-    s, j = resp
-    assert s == status, (s, j)
-    assert j["error_code"] == code, j
-    return j["message"]
-
-
-_n = [0]
 
 
 def new_experiment(srv, prefix="exp"):
-    _n[0] += 1
-    name = f"{prefix}-{_n[0]}"
+    name = pyutil.unique_name(prefix)
     return srv.ok("POST", "experiments/create", {"name": name})["experiment_id"], name
 
 

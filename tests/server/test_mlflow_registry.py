@@ -5,20 +5,17 @@ against a sha256sum manifest, aliases with sidetrack's history and rollback endp
 actor recorded from the request's token, and --read-only. Run by meson (suite server) with
 SIDETRACK_BUILD_DIR set."""
 import hashlib
-import json
 import os
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pyutil  # noqa: E402
 from pyutil import SERVER, free_port, scratch, wait_for  # noqa: E402
+from pyutil import api_error as err  # noqa: E402
 
 API = "/api/2.0/mlflow/"
 AJAX = "/ajax-api/2.0/mlflow/"
@@ -27,7 +24,7 @@ EXT = "/api/sidetrack/v1/models/"
 TOKEN = "tok-" + "r" * 40
 
 
-class Server:
+class Server(pyutil.ServerProcess):
     def __init__(self, root, *extra, data=None):
         self.data = data or os.path.join(root, "server")
         tokens = os.path.join(self.data, "tokens.d")
@@ -47,27 +44,10 @@ class Server:
                 self.call("GET", "registered-models/search")[0] == 200
         wait_for(ready, 20, "the server to serve the registry API")
 
-    def logs(self):
-        return open(self.log).read()[-4000:] if os.path.exists(self.log) else ""
-
     def request(self, method, path, body=None, query=None, raw=None, token=None):
         """(status, parsed JSON or raw bytes)."""
-        url = f"http://127.0.0.1:{self.port}{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode(query, doseq=True)
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
-                                            else None)
-        req = urllib.request.Request(url, data=data, method=method)
-        if body is not None:
-            req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", "Bearer " + token)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                status, payload, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as e:
-            status, payload, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
-        return status, json.loads(payload) if ctype.startswith("application/json") else payload
+        headers = {"Authorization": "Bearer " + token} if token else None
+        return pyutil.http_request(self.port, method, path, body, query, raw, headers)[:2]
 
     def call(self, method, endpoint, body=None, prefix=API, token=None, **query):
         """MLflow's way: GET takes the fields as the query, the others as a JSON body."""
@@ -80,32 +60,15 @@ class Server:
         assert s == 200, (method, endpoint, s, j)
         return j
 
-    def stop(self):
-        if self.proc.poll() is None:
-            assert pyutil.stop(self.proc) == 0, self.logs()
-
 
 @pytest.fixture(scope="module")
 def srv():
-    with scratch("sidetrack-registry-") as root:
-        s = Server(root)
+    with pyutil.serving(Server, "sidetrack-registry-") as s:
         yield s
-        s.stop()
-
-
-def err(resp, status, code):
-    s, j = resp
-    assert s == status, (s, j)
-    assert j["error_code"] == code, j
-    return j["message"]
-
-
-_n = [0]
 
 
 def new_model(srv, prefix="model", **extra):
-    _n[0] += 1
-    name = f"{prefix}-{_n[0]}"
+    name = pyutil.unique_name(prefix)
     srv.ok("POST", "registered-models/create", {"name": name, **extra})
     return name
 
@@ -113,6 +76,41 @@ def new_model(srv, prefix="model", **extra):
 def new_version(srv, name, source="s3://bucket/model", **extra):
     return srv.ok("POST", "model-versions/create",
                   {"name": name, "source": source, **extra})["model_version"]
+
+
+NOT_FOUND = (404, "RESOURCE_DOES_NOT_EXIST")
+INVALID = (400, "INVALID_PARAMETER_VALUE")
+
+
+def refused(srv, cases, prefix=API):
+    """Each (method, endpoint, fields, (status, error_code)) is answered with that error."""
+    for method, endpoint, fields, (status, code) in cases:
+        err(srv.call(method, endpoint, fields, prefix=prefix), status, code)
+
+
+def model_with_versions(srv, n):
+    """A new model with versions 1..n; its name."""
+    name = new_model(srv)
+    for _ in range(n):
+        new_version(srv, name)
+    return name
+
+
+def set_alias(srv, name, alias, version, **kw):
+    srv.ok("POST", "registered-models/alias", {"name": name, "alias": alias,
+                                               "version": version}, **kw)
+
+
+def pages_of(srv, endpoint, key, prefix=API, **query):
+    """The `key` list of each page of a paged GET, following next_page_token to the last."""
+    pages, token = [], None
+    while True:
+        page = srv.ok("GET", endpoint, prefix=prefix,
+                      **query, **({"page_token": token} if token else {}))
+        pages.append(page[key])
+        token = page.get("next_page_token")
+        if not token:
+            return pages
 
 
 # ---- registered models ---------------------------------------------------------------------
@@ -209,16 +207,9 @@ def test_model_search_filter_and_pages(srv):
     got = srv.ok("GET", "registered-models/search", filter="name LIKE 'srch-%'")
     assert [m["name"] for m in got["registered_models"]] == names and \
         "next_page_token" not in got
-    pages, token = [], None
-    while True:
-        q = {"filter": "name LIKE 'srch-%'", "max_results": 3}
-        if token:
-            q["page_token"] = token
-        page = srv.ok("GET", "registered-models/search", **q)
-        pages.append([m["name"] for m in page["registered_models"]])
-        token = page.get("next_page_token")
-        if not token:
-            break
+    pages = [[m["name"] for m in page] for page in pages_of(
+        srv, "registered-models/search", "registered_models", filter="name LIKE 'srch-%'",
+        max_results=3)]
     assert sum(pages, []) == names and len(pages[0]) == 3
     got = srv.ok("GET", "registered-models/search", filter="tags.prod = 'y'")
     assert [m["name"] for m in got["registered_models"]] == ["srch-03"]
@@ -302,9 +293,7 @@ def test_version_tags(srv):
 
 
 def test_stages_and_latest_versions(srv):
-    name = new_model(srv)
-    for _ in range(4):
-        new_version(srv, name)
+    name = model_with_versions(srv, 4)
 
     def stage(version, to, archive=False):
         return srv.ok("POST", "model-versions/transition-stage",
@@ -449,17 +438,12 @@ def test_digest_of_a_version_made_from_run_artifacts(srv, tmp_path):
 # ---- aliases, history and rollback -------------------------------------------------------------
 
 def test_aliases_set_get_move_delete(srv):
-    name = new_model(srv)
-    for _ in range(3):
-        new_version(srv, name)
-    srv.ok("POST", "registered-models/alias", {"name": name, "alias": "champion",
-                                               "version": "1"})
-    srv.ok("POST", "registered-models/alias", {"name": name, "alias": "challenger",
-                                               "version": "2"})
+    name = model_with_versions(srv, 3)
+    set_alias(srv, name, "champion", "1")
+    set_alias(srv, name, "challenger", "2")
     v = srv.ok("GET", "registered-models/alias", name=name, alias="champion")["model_version"]
     assert v["version"] == "1" and v["aliases"] == ["champion"]
-    srv.ok("POST", "registered-models/alias", {"name": name, "alias": "champion",
-                                               "version": "2"})
+    set_alias(srv, name, "champion", "2")
     v = srv.ok("GET", "model-versions/get", name=name, version="2")["model_version"]
     assert sorted(v["aliases"]) == ["challenger", "champion"]
     rm = srv.ok("GET", "registered-models/get", name=name)["registered_model"]
@@ -474,21 +458,14 @@ def test_aliases_set_get_move_delete(srv):
                            {"name": name, "alias": reserved, "version": "1"}), 400,
                   "INVALID_PARAMETER_VALUE")
         assert "reserved" in msg, msg
-    err(srv.call("POST", "registered-models/alias",
-                 {"name": name, "alias": "bad alias", "version": "1"}), 400,
-        "INVALID_PARAMETER_VALUE")
-    err(srv.call("POST", "registered-models/alias", {"name": name, "alias": "x",
-                                                     "version": "9"}), 404,
-        "RESOURCE_DOES_NOT_EXIST")
-    err(srv.call("POST", "registered-models/alias", {"name": "nope", "alias": "x",
-                                                     "version": "1"}), 404,
-        "RESOURCE_DOES_NOT_EXIST")
-    err(srv.call("POST", "registered-models/alias", {"name": name, "alias": "x"}), 400,
-        "INVALID_PARAMETER_VALUE")
-    err(srv.call("GET", "registered-models/alias", name="nope", alias="champion"), 404,
-        "RESOURCE_DOES_NOT_EXIST")
-    err(srv.call("DELETE", "registered-models/alias", {"name": "nope", "alias": "champion"}),
-        404, "RESOURCE_DOES_NOT_EXIST")
+    alias = "registered-models/alias"
+    refused(srv, [
+        ("POST", alias, {"name": name, "alias": "bad alias", "version": "1"}, INVALID),
+        ("POST", alias, {"name": name, "alias": "x", "version": "9"}, NOT_FOUND),
+        ("POST", alias, {"name": "nope", "alias": "x", "version": "1"}, NOT_FOUND),
+        ("POST", alias, {"name": name, "alias": "x"}, INVALID),
+        ("GET", alias, {"name": "nope", "alias": "champion"}, NOT_FOUND),
+        ("DELETE", alias, {"name": "nope", "alias": "champion"}, NOT_FOUND)])
     # deleting the version drops its aliases
     srv.ok("DELETE", "model-versions/delete", {"name": name, "version": "2"})
     err(srv.call("GET", "registered-models/alias", name=name, alias="champion"), 404,
@@ -496,14 +473,10 @@ def test_aliases_set_get_move_delete(srv):
 
 
 def test_alias_rollback_and_history(srv):
-    name = new_model(srv)
-    for _ in range(3):
-        new_version(srv, name)
-    for version in ("1", "2"):
-        srv.ok("POST", "registered-models/alias",
-               {"name": name, "alias": "prod", "version": version})
-    srv.ok("POST", "registered-models/alias", {"name": name, "alias": "prod", "version": "3"},
-           token=TOKEN)
+    name = model_with_versions(srv, 3)
+    set_alias(srv, name, "prod", "1")
+    set_alias(srv, name, "prod", "2")
+    set_alias(srv, name, "prod", "3", token=TOKEN)
     r = srv.ok("POST", "alias/rollback", {"name": name, "alias": "prod"}, prefix=EXT)
     assert (r["alias"], r["from_version"], r["to_version"]) == ("prod", "3", "2")
     assert r["model_version"]["version"] == "2" and r["model_version"]["aliases"] == ["prod"]
@@ -515,10 +488,8 @@ def test_alias_rollback_and_history(srv):
     msg = err(srv.call("POST", "alias/rollback", {"name": name, "alias": "prod"}, prefix=EXT),
               400, "INVALID_PARAMETER_VALUE")
     assert "no earlier version" in msg
-    err(srv.call("POST", "alias/rollback", {"name": "nope", "alias": "prod"}, prefix=EXT), 404,
-        "RESOURCE_DOES_NOT_EXIST")
-    err(srv.call("POST", "alias/rollback", {"name": name}, prefix=EXT), 400,
-        "INVALID_PARAMETER_VALUE")
+    refused(srv, [("POST", "alias/rollback", {"name": "nope", "alias": "prod"}, NOT_FOUND),
+                  ("POST", "alias/rollback", {"name": name}, INVALID)], prefix=EXT)
 
     h = srv.ok("GET", "history", prefix=EXT, name=name)
     assert "next_page_token" not in h
@@ -537,30 +508,19 @@ def test_alias_rollback_and_history(srv):
     assert all(isinstance(e["timestamp"], int) for e in ev)
     undone = [e for e in ev if e["change"] == "alias_rollback"]
     assert all("undoes" in e for e in undone)
-    pages, token = [], None
-    while True:
-        q = {"name": name, "max_results": 3}
-        if token:
-            q["page_token"] = token
-        page = srv.ok("GET", "history", prefix=EXT, **q)
-        pages += page["events"]
-        token = page.get("next_page_token")
-        if not token:
-            break
-    assert pages == ev
-    err(srv.call("GET", "history", prefix=EXT, name="nope"), 404, "RESOURCE_DOES_NOT_EXIST")
-    err(srv.call("GET", "history", prefix=EXT), 400, "INVALID_PARAMETER_VALUE")
-    err(srv.call("GET", "history", prefix=EXT, name=name, page_token="zz"), 400,
-        "INVALID_PARAMETER_VALUE")
+    assert sum(pages_of(srv, "history", "events", prefix=EXT, name=name, max_results=3),
+               []) == ev
+    refused(srv, [("GET", "history", {"name": "nope"}, NOT_FOUND),
+                  ("GET", "history", {}, INVALID),
+                  ("GET", "history", {"name": name, "page_token": "zz"}, INVALID)], prefix=EXT)
 
 
 def test_read_only_server_reads_the_registry_and_refuses_writes():
     with scratch("sidetrack-registry-ro-") as root:
         s = Server(root)
         try:
-            name = new_model(s)
-            new_version(s, name)
-            s.ok("POST", "registered-models/alias", {"name": name, "alias": "a", "version": "1"})
+            name = model_with_versions(s, 1)
+            set_alias(s, name, "a", "1")
         finally:
             s.stop()
         s = Server(root, "--read-only", data=s.data)

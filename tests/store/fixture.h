@@ -1,4 +1,5 @@
-/* fixture.h — a cmocka fixture: a fresh store (STORE_NOSYNC) in a scratch directory. */
+/* fixture.h — a cmocka fixture: a fresh store (STORE_NOSYNC) in a scratch directory, and
+ * transactions on it that fail the test when they cannot begin. Include after cmocka.h. */
 #ifndef STORE_TEST_FIXTURE_H
 #define STORE_TEST_FIXTURE_H
 
@@ -27,6 +28,21 @@ static inline int fx_teardown(void **state)
     scratch_rm(f->dir);
     free(f);
     return 0;
+}
+
+/* A write (or read) transaction on the fixture's store; the test fails when none begins. */
+static inline struct store_txn *fx_wtxn(struct fx *f)
+{
+    struct store_txn *t;
+    assert_int_equal(store_begin(f->s, true, &t), 0);
+    return t;
+}
+
+static inline struct store_txn *fx_rtxn(struct fx *f)
+{
+    struct store_txn *t;
+    assert_int_equal(store_begin(f->s, false, &t), 0);
+    return t;
 }
 
 #define FX_TEST(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)

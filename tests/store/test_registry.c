@@ -25,20 +25,6 @@ static struct store_rm_by by(const char *actor)
     return (struct store_rm_by){actor, ++clock_ms};
 }
 
-static struct store_txn *wtxn(struct fx *f)
-{
-    struct store_txn *t;
-    assert_int_equal(store_begin(f->s, true, &t), 0);
-    return t;
-}
-
-static struct store_txn *rtxn(struct fx *f)
-{
-    struct store_txn *t;
-    assert_int_equal(store_begin(f->s, false, &t), 0);
-    return t;
-}
-
 static void commit(struct store_txn *t) { assert_int_equal(store_commit(t), 0); }
 
 static uint64_t add_version(struct store_txn *t, const char *model, const char *run)
@@ -58,6 +44,24 @@ static void make_model(struct store_txn *t, const char *name)
     assert_int_equal(store_rm_create(t, name, NULL, &b, NULL), 0);
 }
 
+/* Begins a write transaction with a new model "m" and n versions of it (made from run, or from
+ * no run where NULL) for the test to go on with. */
+static struct store_txn *begin_with_m(struct fx *f, int n, const char *run)
+{
+    struct store_txn *t = fx_wtxn(f);
+    make_model(t, "m");
+    for (int i = 0; i < n; i++)
+        add_version(t, "m", run);
+    return t;
+}
+
+/* Points m's alias champion at versions 1, 2, ... last, one after the other. */
+static void champion_through(struct store_txn *t, uint64_t last, const struct store_rm_by *b)
+{
+    for (uint64_t v = 1; v <= last; v++)
+        assert_int_equal(store_rm_alias_set(t, "m", "champion", v, b), 0);
+}
+
 static uint64_t alias_of(struct store_txn *t, const char *model, const char *alias)
 {
     uint64_t v = 0;
@@ -70,7 +74,7 @@ static uint64_t alias_of(struct store_txn *t, const char *model, const char *ali
 static void model_names_are_unique_and_must_not_be_empty(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     struct store_rm_by b = by("alice");
     struct store_rm m;
     assert_int_equal(store_rm_create(t, "churn", "predicts churn", &b, &m), 0);
@@ -90,7 +94,7 @@ static void model_names_are_unique_and_must_not_be_empty(void **state)
     assert_string_equal(msg, "Registered model name cannot be empty.");
     commit(t);
 
-    t = rtxn(f);
+    t = fx_rtxn(f);
     assert_int_equal(store_rm_get(t, "churn", &m), 0);
     assert_string_equal(m.description, "predicts churn");
     assert_int_equal(store_rm_get(t, "nope", &m), -ENOENT);
@@ -108,7 +112,7 @@ static int count_cb(const struct store_mv *v, void *arg)
 static void rename_takes_versions_tags_and_aliases_along(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     struct store_rm_by b = by("alice");
     make_model(t, "old");
     make_model(t, "taken");
@@ -121,7 +125,7 @@ static void rename_takes_versions_tags_and_aliases_along(void **state)
     assert_int_equal(store_rm_rename(t, "old", "new", &b), 0);
     commit(t);
 
-    t = wtxn(f);
+    t = fx_wtxn(f);
     struct store_mv v;
     struct store_rm m;
     assert_int_equal(store_rm_get(t, "old", &m), -ENOENT);
@@ -143,16 +147,15 @@ static void rename_takes_versions_tags_and_aliases_along(void **state)
 static void version_numbers_count_up_and_are_never_reused(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
+    struct store_txn *t = begin_with_m(f, 0, NULL);
     assert_int_equal(add_version(t, "m", NULL), 1);
     assert_int_equal(add_version(t, "m", NULL), 2);
     assert_int_equal(add_version(t, "m", NULL), 3);
     assert_int_equal(store_mv_delete(t, "m", 3, &b), 0);
     assert_int_equal(store_mv_delete(t, "m", 3, &b), -ENOENT);
     commit(t);
-    t = wtxn(f);
+    t = fx_wtxn(f);
     assert_int_equal(add_version(t, "m", NULL), 4);
     assert_int_equal(store_mv_delete(t, "m", 1, &b), 0);
     assert_int_equal(add_version(t, "m", NULL), 5);
@@ -176,9 +179,8 @@ static void version_numbers_count_up_and_are_never_reused(void **state)
 static void version_fields_digest_status_and_description(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
+    struct store_txn *t = begin_with_m(f, 0, NULL);
     struct store_mv_new nv = {
         .source = "runs:/0123456789abcdef0123456789abcdef/model",
         .run_id = "0123456789abcdef0123456789abcdef",
@@ -199,7 +201,7 @@ static void version_fields_digest_status_and_description(void **state)
     assert_int_equal(store_mv_set_description(t, "m", ver, "better", &b2), 0);
     commit(t);
 
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct store_mv v;
     assert_int_equal(store_mv_get(t, "m", ver, &v), 0);
     assert_string_equal(v.digest,
@@ -226,10 +228,8 @@ static void version_fields_digest_status_and_description(void **state)
 static void reserved_and_malformed_aliases_are_refused(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    add_version(t, "m", NULL);
+    struct store_txn *t = begin_with_m(f, 1, NULL);
     static const char *const bad[] = {"latest", "LATEST", "Latest", "v1", "V12", "v007", "",
                                       "has space", "dot.ted", "sl/ash"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -268,11 +268,8 @@ static int alias_cb(const char *alias, uint64_t version, void *arg)
 static void an_alias_names_one_version_and_moves(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    add_version(t, "m", NULL);
-    add_version(t, "m", NULL);
+    struct store_txn *t = begin_with_m(f, 2, NULL);
     assert_int_equal(store_rm_alias_set(t, "m", "champion", 1, &b), 0);
     assert_int_equal(store_rm_alias_set(t, "m", "prod", 1, &b), 0);
     assert_int_equal(store_rm_alias_set(t, "m", "champion", 2, &b), 0);
@@ -280,7 +277,7 @@ static void an_alias_names_one_version_and_moves(void **state)
     assert_int_equal(store_rm_alias_set(t, "nope", "champion", 1, &b), -ENOENT);
     commit(t);
 
-    t = wtxn(f);
+    t = fx_wtxn(f);
     struct store_mv v;
     assert_int_equal(store_mv_by_alias(t, "m", "champion", &v), 0);
     assert_int_equal(v.version, 2);
@@ -310,11 +307,8 @@ static int tag_count(const char *k, const char *v, void *arg)
 static void deleting_a_version_drops_its_aliases_tags_and_lineage(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    add_version(t, "m", "runA");
-    add_version(t, "m", "runA");
+    struct store_txn *t = begin_with_m(f, 2, "runA");
     assert_int_equal(store_rm_alias_set(t, "m", "champion", 2, &b), 0);
     assert_int_equal(store_rm_alias_set(t, "m", "other", 1, &b), 0);
     assert_int_equal(store_mv_tag_set(t, "m", 2, "k", "v", &b), 0);
@@ -331,9 +325,8 @@ static void deleting_a_version_drops_its_aliases_tags_and_lineage(void **state)
 static void deleting_a_model_takes_everything_under_it(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
+    struct store_txn *t = begin_with_m(f, 0, NULL);
     make_model(t, "keep");
     add_version(t, "m", "runA");
     add_version(t, "m", "runA");
@@ -348,7 +341,7 @@ static void deleting_a_model_takes_everything_under_it(void **state)
     assert_int_equal(store_rm_delete(t, "m", &b), -ENOENT);
     commit(t);
 
-    t = wtxn(f);
+    t = fx_wtxn(f);
     struct store_mv v;
     assert_int_equal(store_mv_get(t, "m", 1, &v), -ENOENT);
     int n = 0;
@@ -384,11 +377,8 @@ static int stage_cb(const struct store_mv *v, void *arg)
 static void transition_with_archive_existing_and_latest_versions(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    for (int i = 0; i < 5; i++)
-        add_version(t, "m", NULL);
+    struct store_txn *t = begin_with_m(f, 5, NULL);
     assert_int_equal(store_mv_transition(t, "m", 1, STORE_STAGE_PRODUCTION, false, &b), 0);
     assert_int_equal(store_mv_transition(t, "m", 2, STORE_STAGE_PRODUCTION, false, &b), 0);
     assert_int_equal(store_mv_transition(t, "m", 3, STORE_STAGE_STAGING, false, &b), 0);
@@ -399,7 +389,7 @@ static void transition_with_archive_existing_and_latest_versions(void **state)
     assert_int_equal(store_mv_transition(t, "m", 5, 7, false, &b), -EINVAL);
     commit(t);
 
-    t = rtxn(f);
+    t = fx_rtxn(f);
     char got[256] = "";
     assert_int_equal(store_mv_latest(t, "m", NULL, 0, stage_cb, got), 0);
     assert_string_equal(got, "None:5 Staging:3 Production:4 Archived:2");
@@ -435,10 +425,8 @@ static int kv_cb(const char *k, const char *v, void *arg)
 static void tags_of_models_and_versions_are_kept_apart(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    add_version(t, "m", NULL);
+    struct store_txn *t = begin_with_m(f, 1, NULL);
     assert_int_equal(store_rm_tag_set(t, "m", "team", "vision", &b), 0);
     assert_int_equal(store_rm_tag_set(t, "m", "team", "nlp", &b), 0);
     assert_int_equal(store_rm_tag_set(t, "m", "owner", "ann", &b), 0);
@@ -472,7 +460,7 @@ static int ref_cb(const struct store_mv *v, void *arg)
 static void lineage_lists_the_versions_made_from_a_run(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     make_model(t, "a");
     make_model(t, "b");
     add_version(t, "a", "run1");
@@ -481,7 +469,7 @@ static void lineage_lists_the_versions_made_from_a_run(void **state)
     add_version(t, "a", "run1");
     add_version(t, "b", "run10"); /* a longer id with run1 as its start */
     commit(t);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct refs r = {""};
     assert_int_equal(store_mv_by_run(t, "run1", ref_cb, &r), 0);
     assert_string_equal(r.text, "a/1 a/3 b/1");
@@ -527,7 +515,7 @@ static int seen_cb(const struct store_mv *v, void *arg)
 
 static void check_one_to_n(struct fx *f, int n)
 {
-    struct store_txn *t = rtxn(f);
+    struct store_txn *t = fx_rtxn(f);
     struct seen s;
     memset(&s, 0, sizeof s);
     assert_int_equal(store_mv_foreach(t, "m", seen_cb, &s), 0);
@@ -544,9 +532,7 @@ static void check_one_to_n(struct fx *f, int n)
 static void versions_created_from_threads_are_one_to_n(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
-    make_model(t, "m");
-    commit(t);
+    commit(begin_with_m(f, 0, NULL));
     pthread_t th[WRITERS];
     for (int i = 0; i < WRITERS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, writer, f->s), 0);
@@ -563,9 +549,7 @@ static void versions_created_from_threads_are_one_to_n(void **state)
 static void versions_created_from_processes_are_one_to_n(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
-    make_model(t, "m");
-    commit(t);
+    commit(begin_with_m(f, 0, NULL));
     store_close(f->s);
     f->s = NULL;
     pid_t kids[4];
@@ -621,7 +605,7 @@ static int ev_cb(const struct store_rm_event *e, void *arg)
 static void history_lists_every_change_newest_first_in_pages(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     struct store_rm_by a = by("alice");
     assert_int_equal(store_rm_create(t, "m", "d0", &a, NULL), 0);       /* 1 */
     make_model(t, "other");                                              /* elsewhere */
@@ -637,7 +621,7 @@ static void history_lists_every_change_newest_first_in_pages(void **state)
     assert_int_equal(store_mv_delete(t, "m2", 2, &a), 0);               /* 9 dropped, 10 */
     commit(t);
 
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct events all = {.n = 0};
     char tok[STORE_RM_TOKEN_MAX] = "", next[STORE_RM_TOKEN_MAX];
     int pages = 0;
@@ -685,10 +669,10 @@ static void history_lists_every_change_newest_first_in_pages(void **state)
     store_abort(t);
 
     /* a deleted model's history stays readable under its id */
-    t = wtxn(f);
+    t = fx_wtxn(f);
     assert_int_equal(store_rm_delete(t, "m2", &a), 0);
     commit(t);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     none.n = 0;
     assert_int_equal(store_rm_history_id(t, m.id, 1, NULL, ev_cb, &none, next), 0);
     assert_int_equal(none.n, 1);
@@ -702,18 +686,14 @@ static void history_lists_every_change_newest_first_in_pages(void **state)
 static void rollback_walks_back_one_move_at_a_time(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    for (int i = 0; i < 4; i++)
-        add_version(t, "m", NULL);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 1, &b), 0);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 2, &b), 0);
+    struct store_txn *t = begin_with_m(f, 4, NULL);
+    champion_through(t, 2, &b);
     assert_int_equal(store_rm_alias_set(t, "m", "other", 4, &b), 0); /* not champion's */
     assert_int_equal(store_rm_alias_set(t, "m", "champion", 3, &b), 0);
     commit(t);
 
-    t = wtxn(f);
+    t = fx_wtxn(f);
     uint64_t from, to;
     struct store_rm_by r = by("ops");
     assert_int_equal(store_rm_rollback(t, "m", "champion", &r, &from, &to), 0);
@@ -736,7 +716,7 @@ static void rollback_walks_back_one_move_at_a_time(void **state)
     assert_int_equal(store_rm_rollback(t, "x", "champion", &r, NULL, NULL), -ENOENT);
     commit(t);
 
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct events e = {.n = 0};
     char next[STORE_RM_TOKEN_MAX];
     assert_int_equal(store_rm_history(t, "m", 1, NULL, ev_cb, &e, next), 0);
@@ -751,14 +731,9 @@ static void rollback_walks_back_one_move_at_a_time(void **state)
 static void rollback_refuses_a_deleted_version(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    for (int i = 0; i < 3; i++)
-        add_version(t, "m", NULL);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 1, &b), 0);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 2, &b), 0);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 3, &b), 0);
+    struct store_txn *t = begin_with_m(f, 3, NULL);
+    champion_through(t, 3, &b);
     assert_int_equal(store_mv_delete(t, "m", 2, &b), 0);
     assert_int_equal(store_rm_rollback(t, "m", "champion", &b, NULL, NULL), -EIDRM);
     assert_int_equal(alias_of(t, "m", "champion"), 3);
@@ -768,13 +743,9 @@ static void rollback_refuses_a_deleted_version(void **state)
 static void rollback_after_the_aliased_version_was_deleted(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    add_version(t, "m", NULL);
-    add_version(t, "m", NULL);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 1, &b), 0);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 2, &b), 0);
+    struct store_txn *t = begin_with_m(f, 2, NULL);
+    champion_through(t, 2, &b);
     assert_int_equal(store_mv_delete(t, "m", 2, &b), 0); /* a bad version, pulled */
     assert_int_equal(alias_of(t, "m", "champion"), 0);
     uint64_t from = 9, to = 0;
@@ -788,11 +759,9 @@ static void rollback_after_the_aliased_version_was_deleted(void **state)
 static void rollback_restores_a_deleted_alias(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
     struct store_rm_by b = by("alice");
-    make_model(t, "m");
-    add_version(t, "m", NULL);
-    assert_int_equal(store_rm_alias_set(t, "m", "champion", 1, &b), 0);
+    struct store_txn *t = begin_with_m(f, 1, NULL);
+    champion_through(t, 1, &b);
     assert_int_equal(store_rm_alias_delete(t, "m", "champion", &b), 0);
     assert_int_equal(store_rm_rollback(t, "m", "champion", &b, NULL, NULL), 0);
     assert_int_equal(alias_of(t, "m", "champion"), 1);
@@ -803,10 +772,132 @@ static void rollback_restores_a_deleted_alias(void **state)
 
 /* ---- search ------------------------------------------------------------------------------- */
 
+/* One page of a search, of models or of versions: its rc, its error message, how many it found,
+ * and those as text (names, or name/version, separated by spaces). */
+struct found {
+    int rc;
+    size_t n;
+    char text[512];
+    char next[STORE_RM_TOKEN_MAX];
+    char err[256];
+};
+
+typedef void search_fn(struct store_txn *t, const struct store_rm_query *q, struct found *out);
+
+/* Appends one to text, after a space unless text is empty; the test fails where it would not
+ * fit. */
+static void append(char *text, size_t size, const char *one)
+{
+    size_t len = strlen(text);
+    if (!*one)
+        return;
+    int w = snprintf(text + len, size - len, "%s%s", len ? " " : "", one);
+    assert_true(w >= 0 && (size_t)w < size - len);
+}
+
+static void search_models(struct store_txn *t, const struct store_rm_query *q, struct found *out)
+{
+    struct store_rm_page p;
+    memset(out, 0, sizeof *out);
+    out->rc = store_rm_search(t, q, &p, out->err, sizeof out->err);
+    if (out->rc != 0)
+        return;
+    out->n = p.n;
+    for (size_t i = 0; i < p.n; i++)
+        append(out->text, sizeof out->text, p.names[i]);
+    snprintf(out->next, sizeof out->next, "%s", p.next_page_token);
+    store_rm_page_free(&p);
+}
+
+static void search_versions(struct store_txn *t, const struct store_rm_query *q,
+                            struct found *out)
+{
+    struct store_mv_page p;
+    memset(out, 0, sizeof *out);
+    out->rc = store_mv_search(t, q, &p, out->err, sizeof out->err);
+    if (out->rc != 0)
+        return;
+    out->n = p.n;
+    for (size_t i = 0; i < p.n; i++) {
+        char one[STORE_RM_NAME_MAX + 24];
+        snprintf(one, sizeof one, "%s/%llu", p.refs[i].name,
+                 (unsigned long long)p.refs[i].version);
+        append(out->text, sizeof out->text, one);
+    }
+    snprintf(out->next, sizeof out->next, "%s", p.next_page_token);
+    store_mv_page_free(&p);
+}
+
+/* A search and what its first page holds: with rc 0, n found, whose text starts with text and
+ * no page after it; with -EINVAL, an error message that holds err (unless NULL). */
+struct search_case {
+    const char *filter;
+    int max_results;
+    const char *page_token;
+    int rc;
+    size_t n;
+    const char *text;
+    const char *err;
+};
+
+static void check_searches(struct store_txn *t, search_fn *search, const struct search_case *c,
+                           size_t count)
+{
+    for (; count--; c++) {
+        struct store_rm_query q = {.filter = c->filter, .max_results = c->max_results,
+                                   .page_token = c->page_token};
+        const char *what = c->filter ? c->filter : c->page_token ? c->page_token : "no filter";
+        struct found got;
+        search(t, &q, &got);
+        if (got.rc != c->rc)
+            fail_msg("%s: rc %d, not %d (%s)", what, got.rc, c->rc, got.err);
+        if (c->rc != 0) {
+            if (c->err && !strstr(got.err, c->err))
+                fail_msg("%s: \"%s\" does not say %s", what, got.err, c->err);
+            continue;
+        }
+        if (got.n != c->n || strncmp(got.text, c->text, strlen(c->text)) != 0 || got.next[0])
+            fail_msg("%s: found %zu \"%s\" (next \"%s\"), not %zu \"%s...\"", what, got.n,
+                     got.text, got.next, c->n, c->text);
+    }
+}
+
+/* Searches page after page to the last (at most 10): the pages' text joined in all, and the
+ * number of pages. between(t, page), where given, runs after each page. */
+static int search_pages(struct store_txn *t, search_fn *search, struct store_rm_query q,
+                        char *all, size_t size, void (*between)(struct store_txn *, int))
+{
+    char tok[STORE_RM_TOKEN_MAX];
+    int pages = 0;
+    all[0] = '\0';
+    do {
+        struct found got;
+        search(t, &q, &got);
+        assert_int_equal(got.rc, 0);
+        append(all, size, got.text);
+        strcpy(tok, got.next);
+        q.page_token = tok;
+        pages++;
+        if (between)
+            between(t, pages);
+    } while (tok[0] && pages < 10);
+    return pages;
+}
+
+/* A model deleted behind the first page (and made again) does not shift the next one. */
+static void delete_model_03_after_page_one(struct store_txn *t, int page)
+{
+    struct store_rm_by b = by("alice");
+    if (page == 1) {
+        assert_int_equal(store_rm_delete(t, "model-03", &b), 0);
+        make_model(t, "model-03");
+    }
+}
+
 static void search_models_filters_and_pages(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     struct store_rm_by b = by("alice");
     char name[32];
     for (int i = 24; i >= 0; i--) {
@@ -818,80 +909,37 @@ static void search_models_filters_and_pages(void **state)
     assert_int_equal(store_rm_tag_set(t, "Other", "team", "vision", &b), 0);
     commit(t);
 
-    t = wtxn(f);
+    t = fx_wtxn(f);
+    char all[512], want[512] = "";
+    for (int i = 0; i < 25; i++) {
+        snprintf(name, sizeof name, "model-%02d", i);
+        append(want, sizeof want, name);
+    }
     struct store_rm_query q = {.filter = "name LIKE 'model-%'", .max_results = 10};
-    struct store_rm_page p;
-    char err[256], tok[STORE_RM_TOKEN_MAX];
-    int total = 0, pages = 0;
-    char last[32] = "";
-    do {
-        assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), 0);
-        for (size_t i = 0; i < p.n; i++) {
-            snprintf(name, sizeof name, "model-%02d", total++);
-            assert_string_equal(p.names[i], name);
-        }
-        strcpy(tok, p.next_page_token);
-        q.page_token = tok;
-        pages++;
-        /* a model deleted behind the page does not shift the next one */
-        if (pages == 1) {
-            assert_int_equal(store_rm_delete(t, "model-03", &b), 0);
-            make_model(t, "model-03");
-        }
-        if (p.n)
-            strcpy(last, p.names[p.n - 1]);
-        store_rm_page_free(&p);
-    } while (tok[0]);
-    assert_int_equal(pages, 3);
-    assert_int_equal(total, 25);
-    assert_string_equal(last, "model-24");
+    assert_int_equal(search_pages(t, search_models, q, all, sizeof all,
+                                  delete_model_03_after_page_one), 3);
+    assert_string_equal(all, want);
 
-    q = (struct store_rm_query){.filter = "name = 'Other'"};
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 1);
-    store_rm_page_free(&p);
-    q.filter = "name ILIKE 'other'";
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 1);
-    store_rm_page_free(&p);
-    q.filter = "name LIKE 'other'";
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 0);
-    assert_string_equal(p.next_page_token, "");
-    store_rm_page_free(&p);
-    q.filter = "tags.team = 'vision' and name like '%-0_'";
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 1);
-    assert_string_equal(p.names[0], "model-07");
-    store_rm_page_free(&p);
-    q.filter = NULL;
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 26);
-    assert_string_equal(p.names[0], "Other"); /* byte order: capitals first */
-    store_rm_page_free(&p);
-
-    q.filter = "name LIKE 'x' OR name = 'y'";
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), -EINVAL);
-    assert_non_null(strstr(err, "column 15"));
-    q.filter = "run_id = 'x'"; /* a version field */
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), -EINVAL);
-    assert_non_null(strstr(err, "run_id"));
-    q.filter = "name = 'unclosed";
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), -EINVAL);
-    q.filter = NULL;
-    q.max_results = 1001;
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), -EINVAL);
-    q.max_results = 5;
-    q.page_token = "zz";
-    assert_int_equal(store_rm_search(t, &q, &p, err, sizeof err), -EINVAL);
-    assert_non_null(strstr(err, "page token"));
+    static const struct search_case cases[] = {
+        {.filter = "name = 'Other'", .n = 1, .text = "Other"},
+        {.filter = "name ILIKE 'other'", .n = 1, .text = "Other"},
+        {.filter = "name LIKE 'other'", .n = 0, .text = ""},
+        {.filter = "tags.team = 'vision' and name like '%-0_'", .n = 1, .text = "model-07"},
+        {.filter = NULL, .n = 26, .text = "Other model-00"}, /* byte order: capitals first */
+        {.filter = "name LIKE 'x' OR name = 'y'", .rc = -EINVAL, .err = "column 15"},
+        {.filter = "run_id = 'x'", .rc = -EINVAL, .err = "run_id"}, /* a version field */
+        {.filter = "name = 'unclosed", .rc = -EINVAL},
+        {.max_results = 1001, .rc = -EINVAL},
+        {.max_results = 5, .page_token = "zz", .rc = -EINVAL, .err = "page token"},
+    };
+    check_searches(t, search_models, cases, sizeof cases / sizeof *cases);
     store_abort(t);
 }
 
 static void search_versions_by_name_run_and_number_in_pages(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     struct store_rm_by b = by("alice");
     make_model(t, "a");
     make_model(t, "b");
@@ -904,57 +952,25 @@ static void search_versions_by_name_run_and_number_in_pages(void **state)
     assert_int_equal(store_mv_tag_set(t, "b", 3, "ok", "1", &b), 0);
     commit(t);
 
-    t = rtxn(f);
-    struct store_rm_query q = {.filter = "name = 'b'"};
-    struct store_mv_page p;
-    char err[256];
-    assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 5);
-    assert_int_equal(p.refs[0].version, 5); /* highest first */
-    assert_int_equal(p.refs[4].version, 1);
-    store_mv_page_free(&p);
-
+    t = fx_rtxn(f);
     /* all of runX's, in pages of 3: a/4 a/2 b/5 | b/4 b/3 b/2 | b/1 c/1 */
-    q = (struct store_rm_query){.filter = "run_id = 'runX'", .max_results = 3};
-    char tok[STORE_RM_TOKEN_MAX], got[256] = "";
-    int pages = 0;
-    do {
-        assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), 0);
-        for (size_t i = 0; i < p.n; i++) {
-            char one[40];
-            snprintf(one, sizeof one, "%s%.10s/%llu", got[0] ? " " : "", p.refs[i].name,
-                     (unsigned long long)p.refs[i].version);
-            strcat(got, one);
-        }
-        strcpy(tok, p.next_page_token);
-        q.page_token = tok;
-        store_mv_page_free(&p);
-        pages++;
-    } while (tok[0] && pages < 10);
-    assert_int_equal(pages, 3);
-    assert_string_equal(got, "a/4 a/2 b/5 b/4 b/3 b/2 b/1 c/1");
+    struct store_rm_query q = {.filter = "run_id = 'runX'", .max_results = 3};
+    char all[256];
+    assert_int_equal(search_pages(t, search_versions, q, all, sizeof all, NULL), 3);
+    assert_string_equal(all, "a/4 a/2 b/5 b/4 b/3 b/2 b/1 c/1");
 
-    q = (struct store_rm_query){.filter = "name = 'a' and version_number >= 4"};
-    assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 2);
-    store_mv_page_free(&p);
-    q.filter = "run_id IN ('runY', 'nope') AND source_path LIKE 'runs:/%'";
-    assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 3);
-    store_mv_page_free(&p);
-    q.filter = "tags.ok = '1'";
-    assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), 0);
-    assert_int_equal(p.n, 1);
-    assert_string_equal(p.refs[0].name, "b");
-    assert_int_equal(p.refs[0].version, 3);
-    store_mv_page_free(&p);
-    q.filter = "version_number LIKE '1'";
-    assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), -EINVAL);
-    q.filter = "name IN ('a')";
-    assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), -EINVAL);
-    q.filter = NULL;
-    q.page_token = "61"; /* a model token where a version token belongs */
-    assert_int_equal(store_mv_search(t, &q, &p, err, sizeof err), -EINVAL);
+    static const struct search_case cases[] = {
+        {.filter = "name = 'b'", .n = 5, .text = "b/5 b/4 b/3 b/2 b/1"}, /* highest first */
+        {.filter = "name = 'a' and version_number >= 4", .n = 2, .text = "a/5 a/4"},
+        {.filter = "run_id IN ('runY', 'nope') AND source_path LIKE 'runs:/%'", .n = 3,
+         .text = "a/5 a/3 a/1"},
+        {.filter = "tags.ok = '1'", .n = 1, .text = "b/3"},
+        {.filter = "version_number LIKE '1'", .rc = -EINVAL},
+        {.filter = "name IN ('a')", .rc = -EINVAL},
+        /* a model token where a version token belongs */
+        {.page_token = "61", .rc = -EINVAL},
+    };
+    check_searches(t, search_versions, cases, sizeof cases / sizeof *cases);
     store_abort(t);
 }
 

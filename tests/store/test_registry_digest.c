@@ -14,14 +14,6 @@
 #include <errno.h>
 #include <string.h>
 
-/* SHA-256("abc") and SHA-256("") */
-static const uint8_t SHA_ABC[32] = {
-    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
-    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
-static const uint8_t SHA_EMPTY[32] = {
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
-
 /* MLmodel + data/weights.bin */
 static const char DIGEST_MODEL[] =
     "75c753e5534a038c4c28f4bcea2dc4529236a32f68fb766c0ee8f3ee8ff9c1af";
@@ -86,19 +78,20 @@ static void source_other_forms_are_invalid(void **state)
                      -ENAMETOOLONG);
 }
 
-/* A run with a model folder, a file beside it whose name starts the same, and another run. */
-static void put_model(struct store *s, const uint8_t run[16], const uint8_t other[16],
-                      bool escaped)
+/* A run with a model folder, a file beside it whose name starts the same, and another run:
+ * their ids (bytes b, last byte 1 and 2) in run and other. */
+static void put_model(struct fx *f, uint8_t b, bool escaped, uint8_t run[16], uint8_t other[16])
 {
-    struct store_txn *t;
-    assert_int_equal(store_begin(s, true, &t), 0);
-    assert_int_equal(store_artifact_put(t, run, "model/data/weights.bin", SHA_EMPTY, 0), 0);
-    assert_int_equal(store_artifact_put(t, run, "model/MLmodel", SHA_ABC, 3), 0);
+    run_id(run, b, 1);
+    run_id(other, b, 2);
+    struct store_txn *t = fx_wtxn(f);
+    assert_int_equal(store_artifact_put(t, run, "model/data/weights.bin", SHA256_OF_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, run, "model/MLmodel", SHA256_OF_ABC, 3), 0);
     if (escaped)
-        assert_int_equal(store_artifact_put(t, run, "model/a\\b", SHA_ABC, 3), 0);
-    assert_int_equal(store_artifact_put(t, run, "modelx/MLmodel", SHA_EMPTY, 0), 0);
-    assert_int_equal(store_artifact_put(t, run, "metrics.json", SHA_EMPTY, 0), 0);
-    assert_int_equal(store_artifact_put(t, other, "model/MLmodel", SHA_EMPTY, 0), 0);
+        assert_int_equal(store_artifact_put(t, run, "model/a\\b", SHA256_OF_ABC, 3), 0);
+    assert_int_equal(store_artifact_put(t, run, "modelx/MLmodel", SHA256_OF_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, run, "metrics.json", SHA256_OF_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, other, "model/MLmodel", SHA256_OF_EMPTY, 0), 0);
     assert_int_equal(store_commit(t), 0);
 }
 
@@ -106,11 +99,8 @@ static void digest_is_the_sha256sum_manifest_of_the_model_files(void **state)
 {
     struct fx *f = *state;
     uint8_t run[16], other[16];
-    run_id(run, 0x42, 1);
-    run_id(other, 0x42, 2);
-    put_model(f->s, run, other, false);
-    struct store_txn *t;
-    assert_int_equal(store_begin(f->s, false, &t), 0);
+    put_model(f, 0x42, false, run, other);
+    struct store_txn *t = fx_rtxn(f);
     char hex[65];
     uint64_t files = 0, bytes = 0;
     assert_int_equal(store_mv_digest(t, run, "model", hex, &files, &bytes), 0);
@@ -130,11 +120,8 @@ static void digest_escapes_names_as_sha256sum_does(void **state)
 {
     struct fx *f = *state;
     uint8_t run[16], other[16];
-    run_id(run, 0x43, 1);
-    run_id(other, 0x43, 2);
-    put_model(f->s, run, other, true);
-    struct store_txn *t;
-    assert_int_equal(store_begin(f->s, false, &t), 0);
+    put_model(f, 0x43, true, run, other);
+    struct store_txn *t = fx_rtxn(f);
     char hex[65];
     assert_int_equal(store_mv_digest(t, run, "model", hex, NULL, NULL), 0);
     assert_string_equal(hex, DIGEST_ESCAPED);
@@ -145,12 +132,9 @@ static void digest_of_nothing_is_enoent(void **state)
 {
     struct fx *f = *state;
     uint8_t run[16], other[16], none[16];
-    run_id(run, 0x44, 1);
-    run_id(other, 0x44, 2);
+    put_model(f, 0x44, false, run, other);
     run_id(none, 0x44, 3);
-    put_model(f->s, run, other, false);
-    struct store_txn *t;
-    assert_int_equal(store_begin(f->s, false, &t), 0);
+    struct store_txn *t = fx_rtxn(f);
     char hex[65];
     assert_int_equal(store_mv_digest(t, run, "mode", hex, NULL, NULL), -ENOENT); /* a prefix */
     assert_int_equal(store_mv_digest(t, run, "nothing", hex, NULL, NULL), -ENOENT);
@@ -162,17 +146,14 @@ static void digest_changes_with_content_and_not_with_other_runs(void **state)
 {
     struct fx *f = *state;
     uint8_t run[16], other[16];
-    run_id(run, 0x45, 1);
-    run_id(other, 0x45, 2);
-    put_model(f->s, run, other, false);
-    struct store_txn *t;
+    put_model(f, 0x45, false, run, other);
+    struct store_txn *t = fx_wtxn(f);
     char a[65], b[65];
-    assert_int_equal(store_begin(f->s, true, &t), 0);
     assert_int_equal(store_mv_digest(t, run, "model", a, NULL, NULL), 0);
-    assert_int_equal(store_artifact_put(t, other, "model/extra", SHA_ABC, 3), 0);
+    assert_int_equal(store_artifact_put(t, other, "model/extra", SHA256_OF_ABC, 3), 0);
     assert_int_equal(store_mv_digest(t, run, "model", b, NULL, NULL), 0);
     assert_string_equal(a, b);
-    assert_int_equal(store_artifact_put(t, run, "model/MLmodel", SHA_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, run, "model/MLmodel", SHA256_OF_EMPTY, 0), 0);
     assert_int_equal(store_mv_digest(t, run, "model", b, NULL, NULL), 0);
     assert_string_not_equal(a, b);
     store_abort(t);

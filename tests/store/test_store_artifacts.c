@@ -6,6 +6,7 @@
 
 #include "store.h"
 #include "fixture.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,15 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* SHA-256("abc"), FIPS 180-2 appendix B.1 */
-static const uint8_t SHA_ABC[32] = {
-    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
-    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
-/* SHA-256("") */
-static const uint8_t SHA_EMPTY[32] = {
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
 
 struct arts { struct store_artifact a[4]; int n; };
 
@@ -48,12 +40,12 @@ static void artifact_put_and_foreach_in_path_order(void **state)
     memcpy(longpath, "zz/", 3);
     struct store_txn *t;
     assert_int_equal(store_begin(f->s, true, &t), 0);
-    assert_int_equal(store_artifact_put(t, run, "model/weights.bin", SHA_ABC, 3), 0);
-    assert_int_equal(store_artifact_put(t, run, "config.yaml", SHA_EMPTY, 0), 0);
-    assert_int_equal(store_artifact_put(t, run, longpath, SHA_ABC, 1ull << 40), 0);
-    assert_int_equal(store_artifact_put(t, other, "x", SHA_ABC, 3), 0);
-    assert_int_equal(store_artifact_put(t, run, "config.yaml", SHA_ABC, 3), 0); /* replaced */
-    assert_int_equal(store_artifact_put(t, run, "", SHA_ABC, 3), -EINVAL);
+    assert_int_equal(store_artifact_put(t, run, "model/weights.bin", SHA256_OF_ABC, 3), 0);
+    assert_int_equal(store_artifact_put(t, run, "config.yaml", SHA256_OF_EMPTY, 0), 0);
+    assert_int_equal(store_artifact_put(t, run, longpath, SHA256_OF_ABC, 1ull << 40), 0);
+    assert_int_equal(store_artifact_put(t, other, "x", SHA256_OF_ABC, 3), 0);
+    assert_int_equal(store_artifact_put(t, run, "config.yaml", SHA256_OF_ABC, 3), 0); /* replaced */
+    assert_int_equal(store_artifact_put(t, run, "", SHA256_OF_ABC, 3), -EINVAL);
     struct store_run r;
     assert_int_equal(store_run_get(t, run, &r), 0); /* the run exists */
     assert_int_equal(store_commit(t), 0);
@@ -64,7 +56,7 @@ static void artifact_put_and_foreach_in_path_order(void **state)
     store_abort(t);
     assert_int_equal(x.n, 3);
     assert_string_equal(x.a[0].path, "config.yaml");
-    assert_memory_equal(x.a[0].sha256, SHA_ABC, 32);
+    assert_memory_equal(x.a[0].sha256, SHA256_OF_ABC, 32);
     assert_int_equal(x.a[0].size, 3);
     assert_string_equal(x.a[1].path, "model/weights.bin");
     assert_string_equal(x.a[2].path, longpath);
@@ -80,7 +72,7 @@ static void blob_ingest_by_copy_hashes_and_keeps_the_source(void **state)
     uint8_t sha[32];
     uint64_t size = 99;
     assert_int_equal(store_blob_ingest(f->s, src, false, sha, &size), 0);
-    assert_memory_equal(sha, SHA_ABC, 32);
+    assert_memory_equal(sha, SHA256_OF_ABC, 32);
     assert_int_equal(size, 3);
     assert_int_equal(access(src, F_OK), 0);
     assert_int_equal(store_blob_path(f->s, sha, path, sizeof path), 0);
@@ -107,7 +99,7 @@ static void blob_ingest_by_move_renames_and_dedupes(void **state)
     uint8_t sha[32];
     uint64_t size;
     assert_int_equal(store_blob_ingest(f->s, a, true, sha, &size), 0);
-    assert_memory_equal(sha, SHA_ABC, 32);
+    assert_memory_equal(sha, SHA256_OF_ABC, 32);
     assert_int_equal(access(a, F_OK), -1);
     assert_int_equal(store_blob_path(f->s, sha, path, sizeof path), 0);
     struct stat st;
@@ -132,7 +124,7 @@ static void blob_ingest_copies_a_file_with_other_links(void **state)
     uint8_t sha[32];
     uint64_t size;
     assert_int_equal(store_blob_ingest(f->s, a, true, sha, &size), 0);
-    assert_memory_equal(sha, SHA_EMPTY, 32);
+    assert_memory_equal(sha, SHA256_OF_EMPTY, 32);
     assert_int_equal(size, 0);
     assert_int_equal(access(a, F_OK), -1);
     assert_int_equal(store_blob_path(f->s, sha, path, sizeof path), 0);

@@ -12,20 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static struct store_txn *wtxn(struct fx *f)
-{
-    struct store_txn *t;
-    assert_int_equal(store_begin(f->s, true, &t), 0);
-    return t;
-}
-
-static struct store_txn *rtxn(struct fx *f)
-{
-    struct store_txn *t;
-    assert_int_equal(store_begin(f->s, false, &t), 0);
-    return t;
-}
-
 /* ---- experiments ---- */
 
 struct exps { uint64_t ids[8]; char names[8][32]; int n; };
@@ -42,7 +28,7 @@ static int exp_cb(const struct store_experiment *e, void *arg)
 static void experiment_default_is_id_zero_from_creation(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = rtxn(f);
+    struct store_txn *t = fx_rtxn(f);
     struct store_experiment e;
     assert_int_equal(store_experiment_get(t, 0, &e), 0);
     assert_string_equal(e.name, "Default");
@@ -55,7 +41,7 @@ static void experiment_default_is_id_zero_from_creation(void **state)
 static void experiment_ensure_creates_once_and_counts_from_one(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     uint64_t a, b, a2, d;
     assert_int_equal(store_experiment_ensure(t, "mnist", 1000, &a), 0);
     assert_int_equal(store_experiment_ensure(t, "cifar", 2000, &b), 0);
@@ -68,7 +54,7 @@ static void experiment_ensure_creates_once_and_counts_from_one(void **state)
     assert_int_equal(store_experiment_ensure(t, "", 1, &a), -EINVAL);
     assert_int_equal(store_commit(t), 0);
 
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct store_experiment e;
     assert_int_equal(store_experiment_by_name(t, "cifar", &e), 0);
     assert_int_equal(e.id, 2);
@@ -87,12 +73,12 @@ static void experiment_ensure_creates_once_and_counts_from_one(void **state)
 static void experiment_foreach_lists_in_id_order(void **state)
 {
     struct fx *f = *state;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     uint64_t id;
     assert_int_equal(store_experiment_ensure(t, "zzz", 1, &id), 0);
     assert_int_equal(store_experiment_ensure(t, "aaa", 1, &id), 0);
     assert_int_equal(store_commit(t), 0);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct exps x = {0};
     assert_int_equal(store_experiment_foreach(t, exp_cb, &x), 0);
     store_abort(t);
@@ -143,19 +129,19 @@ static void run_start_then_end_round_trips_every_field(void **state)
 {
     struct fx *f = *state;
     struct store_run r = sample_run(0x10), g;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_run_start(t, &r), 0);
     assert_int_equal(store_commit(t), 0);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     assert_int_equal(store_run_get(t, r.id, &g), 0);
     store_abort(t);
     assert_run_equal(&g, &r);
 
-    t = wtxn(f);
+    t = fx_wtxn(f);
     assert_int_equal(store_run_end(t, r.id, STORE_RUN_FINISHED, 1700000009999), 0);
     assert_int_equal(store_run_end(t, r.id, 42, 1), -EINVAL);
     assert_int_equal(store_commit(t), 0);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     assert_int_equal(store_run_get(t, r.id, &g), 0);
     store_abort(t);
     assert_int_equal(g.status, STORE_RUN_FINISHED);
@@ -170,7 +156,7 @@ static void run_touch_makes_a_placeholder_that_start_fills_in(void **state)
 {
     struct fx *f = *state;
     struct store_run r = sample_run(0x20), g;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_run_touch(t, r.id), 0);
     assert_int_equal(store_run_get(t, r.id, &g), 0);
     assert_int_equal(g.status, STORE_RUN_RUNNING);
@@ -187,7 +173,7 @@ static void run_claim_gives_a_run_to_the_first_uid_only(void **state)
 {
     struct fx *f = *state;
     struct store_run r = sample_run(0x21), g;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_run_claim(t, r.id, 1001), 0);      /* new: a placeholder of 1001 */
     assert_int_equal(store_run_get(t, r.id, &g), 0);
     assert_int_equal(g.uid, 1001);
@@ -200,7 +186,7 @@ static void run_end_before_start_keeps_the_end(void **state)
 {
     struct fx *f = *state;
     struct store_run r = sample_run(0x30), g;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_run_end(t, r.id, STORE_RUN_FAILED, 1700000005000), 0);
     assert_int_equal(store_run_get(t, r.id, &g), 0);
     assert_int_equal(g.status, STORE_RUN_FAILED);
@@ -220,7 +206,7 @@ static void run_restart_after_end_runs_again(void **state)
 {
     struct fx *f = *state;
     struct store_run r = sample_run(0x40), g;
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_run_start(t, &r), 0);
     assert_int_equal(store_run_end(t, r.id, STORE_RUN_KILLED, 1700000001000), 0);
     r.start_ms += 5000;
@@ -255,7 +241,7 @@ static void run_foreach_lists_in_id_order_and_stops_on_request(void **state)
     run_id(ids[0], 0x90, 1);
     run_id(ids[1], 0x05, 1);
     run_id(ids[2], 0x50, 1);
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     for (int i = 0; i < 3; i++)
         assert_int_equal(store_run_touch(t, ids[i]), 0);
     struct runs x = {0};
@@ -292,12 +278,12 @@ static void run_resolve_finds_unique_prefix_and_rejects_the_rest(void **state)
     assert_int_equal(store_run_id_parse("abcd1234000000000000000000000001", a), 0);
     assert_int_equal(store_run_id_parse("abcd5678000000000000000000000002", b), 0);
     assert_int_equal(store_run_id_parse("abce0000000000000000000000000003", c), 0);
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_run_touch(t, a), 0);
     assert_int_equal(store_run_touch(t, b), 0);
     assert_int_equal(store_run_touch(t, c), 0);
     assert_int_equal(store_commit(t), 0);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     assert_int_equal(store_run_resolve(t, "abcd1", got), 0);
     assert_memory_equal(got, a, 16);
     assert_int_equal(store_run_resolve(t, "ABCD5", got), 0);
@@ -334,7 +320,7 @@ static void param_put_is_write_once(void **state)
     struct fx *f = *state;
     uint8_t run[16];
     run_id(run, 0x61, 1);
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_param_put(t, run, "lr", "0.001"), 0);
     assert_int_equal(store_param_put(t, run, "lr", "0.001"), 1);
     assert_int_equal(store_param_put(t, run, "lr", "0.01"), -EEXIST);
@@ -342,7 +328,7 @@ static void param_put_is_write_once(void **state)
     assert_int_equal(store_param_put(t, run, "", "x"), -EINVAL);
     /* the failed put left the transaction usable */
     assert_int_equal(store_commit(t), 0);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct kvs x = {0};
     assert_int_equal(store_params_foreach(t, run, kv_cb, &x), 0);
     store_abort(t);
@@ -359,16 +345,16 @@ static void tag_set_last_write_wins(void **state)
     uint8_t run[16], other[16];
     run_id(run, 0x62, 1);
     run_id(other, 0x62, 2);
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_tag_set(t, run, "mlflow.note", "first"), 0);
     assert_int_equal(store_tag_set(t, run, "mlflow.note", "second"), 0);
     assert_int_equal(store_tag_set(t, run, "a", "1"), 0);
     assert_int_equal(store_tag_set(t, other, "mlflow.note", "other"), 0);
     assert_int_equal(store_commit(t), 0);
-    t = wtxn(f);
+    t = fx_wtxn(f);
     assert_int_equal(store_tag_set(t, run, "mlflow.note", "third"), 0);
     assert_int_equal(store_commit(t), 0);
-    t = rtxn(f);
+    t = fx_rtxn(f);
     struct kvs x = {0};
     assert_int_equal(store_tags_foreach(t, run, kv_cb, &x), 0);
     store_abort(t);
@@ -384,7 +370,7 @@ static void param_and_tag_make_the_run_exist(void **state)
     uint8_t r1[16], r2[16];
     run_id(r1, 0x63, 1);
     run_id(r2, 0x63, 2);
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_param_put(t, r1, "k", "v"), 0);
     assert_int_equal(store_tag_set(t, r2, "k", "v"), 0);
     struct store_run g;
@@ -401,7 +387,7 @@ static void param_value_of_6000_bytes_round_trips(void **state)
     run_id(run, 0x64, 1);
     static char big[6001];
     memset(big, 'v', 6000);
-    struct store_txn *t = wtxn(f);
+    struct store_txn *t = fx_wtxn(f);
     assert_int_equal(store_param_put(t, run, "big", big), 0);
     assert_int_equal(store_param_put(t, run, "big", big), 1);
     assert_int_equal(store_commit(t), 0);

@@ -14,6 +14,9 @@ char *scratch_dir(char *buf);
 void scratch_rm(const char *dir);
 /* A run id whose bytes are all b, except the last which is n. */
 void run_id(uint8_t id[16], uint8_t b, uint8_t n);
+/* SHA-256("abc") (FIPS 180-2 appendix B.1) and SHA-256(""): the hashes of tiny known files. */
+extern const uint8_t SHA256_OF_ABC[32];
+extern const uint8_t SHA256_OF_EMPTY[32];
 /* Writes len bytes of data to path; 0 or -errno. */
 int write_file(const char *path, const void *data, size_t len);
 
