@@ -7,24 +7,28 @@
 #include <string.h>
 
 static const struct conf_key keys[ACFG_NKEYS] = {
-    [ACFG_DATA] = {"data", "SIDETRACK_DATA", CONF_PATH, 0, 0},
-    [ACFG_RING_DIR] = {"ring-dir", "SIDETRACK_RING_DIR", CONF_PATH, 0, 0},
-    [ACFG_FSYNC_INTERVAL] = {"fsync-interval", "SIDETRACK_FSYNC_INTERVAL", CONF_MS, 3600000, 100},
-    [ACFG_SERVER] = {"server", "SIDETRACK_SERVER", CONF_URL, 0, 0},
-    [ACFG_SERVER_KEY] = {"server-key", "SIDETRACK_SERVER_KEY", CONF_PATH, 0, 0},
-    [ACFG_KEY] = {"key", "SIDETRACK_KEY", CONF_PATH, 0, 0},
-    [ACFG_SERVER_TOKEN] = {"server-token", "SIDETRACK_SERVER_TOKEN", CONF_PATH, 0, 0},
-    [ACFG_CA] = {"ca", "SIDETRACK_CA", CONF_PATH, 0, 0},
-    [ACFG_SYNC_INTERVAL] = {"sync-interval", "SIDETRACK_SYNC_INTERVAL", CONF_MS, 86400000, 1000},
-    [ACFG_SYNC_BACKLOG] = {"sync-backlog", "SIDETRACK_SYNC_BACKLOG", CONF_COUNT, 1u << 30,
-                           10000},
-    [ACFG_MLFLOW] = {"mlflow", "SIDETRACK_MLFLOW", CONF_URL, 0, 0},
-    [ACFG_MLFLOW_INTERVAL] = {"mlflow-interval", "SIDETRACK_MLFLOW_INTERVAL", CONF_SEC, 86400,
-                              60},
-    [ACFG_SYSTEM_METRICS_INTERVAL] = {"system-metrics-interval",
-                                      "SIDETRACK_SYSTEM_METRICS_INTERVAL", CONF_SEC, 86400, 10},
-    [ACFG_METRICS_LISTEN] = {"metrics-listen", "SIDETRACK_METRICS_LISTEN", CONF_ADDR, 0, 0},
-    [ACFG_VERBOSE] = {"verbose", "SIDETRACK_VERBOSE", CONF_BOOL, 1, 0},
+    [ACFG_DATA] = CONF_KEY("data", "SIDETRACK_DATA", CONF_PATH, 0, 0),
+    [ACFG_RING_DIR] = CONF_KEY("ring-dir", "SIDETRACK_RING_DIR", CONF_PATH, 0, 0),
+    [ACFG_FSYNC_INTERVAL] =
+        CONF_KEY("fsync-interval", "SIDETRACK_FSYNC_INTERVAL", CONF_MS, 3600000, 100),
+    [ACFG_SERVER] = CONF_KEY("server", "SIDETRACK_SERVER", CONF_URL, 0, 0),
+    [ACFG_SERVER_KEY] = CONF_KEY("server-key", "SIDETRACK_SERVER_KEY", CONF_PATH, 0, 0),
+    [ACFG_KEY] = CONF_KEY("key", "SIDETRACK_KEY", CONF_PATH, 0, 0),
+    [ACFG_SERVER_TOKEN] = CONF_KEY("server-token", "SIDETRACK_SERVER_TOKEN", CONF_PATH, 0, 0),
+    [ACFG_CA] = CONF_KEY("ca", "SIDETRACK_CA", CONF_PATH, 0, 0),
+    [ACFG_SYNC_INTERVAL] =
+        CONF_KEY("sync-interval", "SIDETRACK_SYNC_INTERVAL", CONF_MS, 86400000, 1000),
+    [ACFG_SYNC_BACKLOG] =
+        CONF_KEY("sync-backlog", "SIDETRACK_SYNC_BACKLOG", CONF_COUNT, 1u << 30, 10000),
+    [ACFG_MLFLOW] = CONF_KEY("mlflow", "SIDETRACK_MLFLOW", CONF_URL, 0, 0),
+    [ACFG_MLFLOW_INTERVAL] =
+        CONF_KEY("mlflow-interval", "SIDETRACK_MLFLOW_INTERVAL", CONF_SEC, 86400, 60),
+    [ACFG_SYSTEM_METRICS_INTERVAL] = CONF_KEY("system-metrics-interval",
+                                              "SIDETRACK_SYSTEM_METRICS_INTERVAL", CONF_SEC,
+                                              86400, 10),
+    [ACFG_METRICS_LISTEN] =
+        CONF_KEY("metrics-listen", "SIDETRACK_METRICS_LISTEN", CONF_ADDR, 0, 0),
+    [ACFG_VERBOSE] = CONF_KEY("verbose", "SIDETRACK_VERBOSE", CONF_BOOL, 1, 0),
 };
 
 _Static_assert(ACFG_NKEYS <= CONF_MAX_KEYS, "the set mask has a bit per key");

@@ -45,6 +45,11 @@ struct conf_key {
     const char *choices; /* CONF_CHOICE: the words, '|' between them; the default is index def */
 };
 
+/* One table line: a key with no minimum and no choices. Designated, so that every compiler
+ * knows the fields left out are meant to be zero. */
+#define CONF_KEY(name_, env_, kind_, max_, def_) \
+    {.name = (name_), .env = (env_), .kind = (kind_), .max = (max_), .def = (def_)}
+
 struct conf_table {
     const struct conf_key *keys;
     int nkeys; /* at most CONF_MAX_KEYS */

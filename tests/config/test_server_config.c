@@ -234,7 +234,7 @@ enum { K_MODE, K_DIR, K_NKEYS };
 static char default_path[256];
 static const struct conf_key test_keys[K_NKEYS] = {
     [K_MODE] = {"mode", "SIDETRACK_TEST_CONF_MODE", CONF_CHOICE, 2, 1, .choices = "a|bb|c"},
-    [K_DIR] = {"dir", "SIDETRACK_TEST_CONF_DIR", CONF_PATH, 0, 0},
+    [K_DIR] = CONF_KEY("dir", "SIDETRACK_TEST_CONF_DIR", CONF_PATH, 0, 0),
 };
 static const struct conf_table test_table = {test_keys, K_NKEYS, default_path};
 

@@ -75,16 +75,22 @@ class Node:
         with open(out, "rb") as f:
             return f.read()
 
-    def wait(self, pred, timeout=20.0, what="the agent to store the records"):
+    # Generous: the sanitizer builds run these on a loaded 2-core machine; a pass is fast.
+    def wait(self, pred, timeout=60.0, what="the agent to store the records"):
         """Polls pred() until it returns something true; the agent drains asynchronously."""
         return wait_for(pred, timeout, what)
 
-    def wait_run(self, run_id, pred=lambda r: True, timeout=20.0):
-        """The run's `runs show --json` once pred(run) holds."""
-        return self.wait(lambda: (lambda r: r if r and pred(r) else None)(self.show(run_id)),
-                         timeout, f"run {run_id}")
+    def wait_run(self, run_id, pred=lambda r: True, timeout=60.0):
+        """The run's `runs show --json` once pred(run) holds; on a timeout the message shows
+        the run as last seen."""
+        seen = {}
 
-    def wait_metric(self, run_id, key, count, timeout=20.0):
+        def check():
+            r = seen["run"] = self.show(run_id)
+            return r if r and pred(r) else None
+        return self.wait(check, timeout, lambda: f"run {run_id}; last seen: {seen.get('run')}")
+
+    def wait_metric(self, run_id, key, count, timeout=60.0):
         return self.wait(lambda: (lambda m: m if len(m) >= count else None)(
             self.metric(run_id, key)), timeout, f"{count} points of {key} in run {run_id}")
 
