@@ -203,6 +203,26 @@ void cli_strv_free(struct cli_strv *l);
 /* Writes up to `max` entries as "a, b, c" (then "and N more") into buf. */
 void cli_strv_join(const struct cli_strv *l, size_t max, char *buf, size_t len);
 
+/* Shared by `runs show` and the `models` commands (cmd_runs_show.c). A run's key/value pairs
+ * (params, tags, inputs), gathered as key, value, key, value... by
+ * store_params_foreach(t, id, cli_collect_pair, &strv); printed as a section "TITLE" of
+ * "  key = value" lines ("  (none)" when empty), or written as a JSON object under name. */
+int cli_collect_pair(const char *key, const char *value, void *arg);
+void cli_print_pairs(const char *title, const struct cli_strv *kv);
+void cli_json_pairs(struct json *j, const char *name, const struct cli_strv *kv);
+/* The summary of each metric of a run, in key order: store_metric_keys_foreach(t, id,
+ * cli_collect_metric, &list) gathers them; cli_metrics_free() frees the list. */
+struct cli_metric {
+    char *key;
+    struct store_metric_summary s;
+};
+struct cli_metrics {
+    struct cli_metric *v;
+    size_t n, cap;
+};
+int cli_collect_metric(const char *key, const struct store_metric_summary *s, void *arg);
+void cli_metrics_free(struct cli_metrics *l);
+
 /* Flushes stdout. Returns CLI_OK, or CLI_FAIL after saying why (a broken pipe is silent and
  * sets cli_stop_signal to SIGPIPE). */
 int cli_flush_stdout(void);
@@ -242,6 +262,8 @@ void json_kv_string(struct json *j, const char *key, const char *s);
 void json_kv_int(struct json *j, const char *key, int64_t v);
 void json_kv_uint(struct json *j, const char *key, uint64_t v);
 void json_kv_double(struct json *j, const char *key, double v);
+/* key: s, or key: null when s is NULL */
+void json_kv_string_or_null(struct json *j, const char *key, const char *s);
 /* A string written as a JSON string literal, quotes included. */
 void json_write_string(FILE *f, const char *s);
 

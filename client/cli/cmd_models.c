@@ -53,21 +53,36 @@ static void models_usage(FILE *f)
           f);
 }
 
-struct models_cmd {
-    const char *name;
-    int (*run)(struct cli *c, int argc, char **argv);
+static const struct models_cmd *const models_cmds[] = {
+    &models_list_cmd,    &models_show_cmd,    &models_versions_cmd,
+    &models_history_cmd, &models_compare_cmd, &models_pull_cmd,
 };
 
-static const struct models_cmd models_cmds[] = {
-    {"list", cmd_models_list},         {"show", cmd_models_show},
-    {"versions", cmd_models_versions}, {"history", cmd_models_history},
-    {"create", cmd_models_create},     {"delete", cmd_models_delete},
-    {"register", cmd_models_register}, {"alias", cmd_models_alias},
-    {"rollback", cmd_models_rollback}, {"stage", cmd_models_stage},
-    {"tag", cmd_models_tag},           {"compare", cmd_models_compare},
-    {"pull", cmd_models_pull},         {"rename", cmd_models_rename},
-    {0},
-};
+static const struct models_cmd *find_cmd(const char *name)
+{
+    for (size_t i = 0; i < sizeof models_cmds / sizeof *models_cmds; i++)
+        if (strcmp(models_cmds[i]->syntax.cmd + strlen("models "), name) == 0)
+            return models_cmds[i];
+    return models_edit_cmd(name);
+}
+
+/* The skeleton every subcommand shares (argv[0] is its name). */
+static int run_cmd(struct cli *c, const struct models_cmd *x, int argc, char **argv)
+{
+    struct models_args e;
+    int rc = models_args_parse(c, &x->syntax, argc, argv, &e);
+    if (rc != CLI_ARG_END)
+        return rc;
+    int need = 0;
+    while (need < 3 && x->missing[need])
+        need++;
+    int drop = x->delete_drops && e.delete;
+    if (drop && e.n == need)
+        return cli_usage_error(x->syntax.cmd, "--delete takes no %s", x->delete_drops);
+    if (e.n < need - drop)
+        return cli_usage_error(x->syntax.cmd, "missing %s", x->missing[e.n]);
+    return x->run(c, x, &e);
+}
 
 int cmd_models(struct cli *c, int argc, char **argv)
 {
@@ -79,16 +94,72 @@ int cmd_models(struct cli *c, int argc, char **argv)
         models_usage(stdout);
         return CLI_OK;
     }
-    for (const struct models_cmd *m = models_cmds; m->name; m++)
-        if (strcmp(sub, m->name) == 0)
-            return m->run(c, argc - 1, argv + 1);
+    const struct models_cmd *x = find_cmd(sub);
+    if (x)
+        return run_cmd(c, x, argc - 1, argv + 1);
     if (sub[0] == '-')
         return cli_usage_error("models", "unknown option '%s' (options go after the "
                                          "subcommand)", sub);
     return cli_usage_error("models", "unknown subcommand '%s'", sub);
 }
 
+/* ---- command lines ---- */
+
+int models_args_parse(struct cli *c, const struct cli_syntax *syntax, int argc, char **argv,
+                      struct models_args *e)
+{
+    struct cli_args a;
+    const char *v;
+    *e = (struct models_args){0};
+    cli_args_init(&a, c, syntax, argc, argv);
+    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
+        switch (o) {
+        case MODELS_OPT_JSON: e->json = true; break;
+        case MODELS_OPT_DESCRIPTION: e->description = v; break;
+        case MODELS_OPT_DELETE: e->delete = true; break;
+        case MODELS_OPT_YES: e->yes = true; break;
+        case MODELS_OPT_ARCHIVE: e->archive = true; break;
+        case MODELS_OPT_FORCE: e->force = true; break;
+        case MODELS_OPT_FILTER: e->filter = v; break;
+        case MODELS_OPT_LIMIT: {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (*v < '0' || *v > '9' || *end || errno || n == 0 || n > 10000)
+                return cli_usage_error(syntax->cmd, "--limit wants a number from 1 to "
+                                                    "10000, not '%s'",
+                                       v);
+            e->limit = (size_t)n;
+            break;
+        }
+        case MODELS_OPT_ALIAS:
+            if (e->naliases == sizeof e->aliases / sizeof *e->aliases)
+                return cli_usage_error(syntax->cmd, "too many --alias (at most %zu)",
+                                       e->naliases);
+            e->aliases[e->naliases++] = v;
+            break;
+        case CLI_ARG_POSITIONAL: e->pos[e->n++] = v; break;
+        default: return a.exit;
+        }
+    }
+    return CLI_ARG_END;
+}
+
 /* ---- errors ---- */
+
+/* "sidetrack: " fmt (with ap), then tail (with what follows it) and a newline on stderr: the
+ * message as printf writes it, of any length. */
+static void say(const char *fmt, va_list ap, const char *tail, ...) CLI_PRINTF(3, 4);
+static void say(const char *fmt, va_list ap, const char *tail, ...)
+{
+    va_list tp;
+    fputs("sidetrack: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_start(tp, tail);
+    vfprintf(stderr, tail, tp);
+    va_end(tp);
+    fputc('\n', stderr);
+}
 
 int models_error(int err, const char *fmt, ...)
 {
@@ -96,9 +167,28 @@ int models_error(int err, const char *fmt, ...)
         return CLI_FAIL;
     va_list ap;
     va_start(ap, fmt);
-    fputs("sidetrack: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, ": %s\n", store_rm_strerror(err));
+    say(fmt, ap, ": %s", store_rm_strerror(err));
+    va_end(ap);
+    return CLI_FAIL;
+}
+
+/* Says "MESSAGE (LABEL: a, b, ...)" with up to max of the entries of l, else (none there, or
+ * err < 0: they could not be read) "MESSAGE" then none; frees l. CLI_FAIL. */
+static int report_listing(int err, struct cli_strv *l, size_t max, const char *label,
+                          const char *none, const char *fmt, ...) CLI_PRINTF(6, 7);
+static int report_listing(int err, struct cli_strv *l, size_t max, const char *label,
+                          const char *none, const char *fmt, ...)
+{
+    char list[1024] = "";
+    if (err == 0)
+        cli_strv_join(l, max, list, sizeof list);
+    cli_strv_free(l);
+    va_list ap;
+    va_start(ap, fmt);
+    if (*list)
+        say(fmt, ap, " (%s: %s)", label, list);
+    else
+        say(fmt, ap, "%s", none);
     va_end(ap);
     return CLI_FAIL;
 }
@@ -111,17 +201,11 @@ static int collect_model_name(const struct store_rm *m, void *arg)
 int models_report_no_model(struct store_txn *t, const char *name)
 {
     struct cli_strv names = {0};
-    char list[1024] = "";
-    if (store_rm_foreach(t, collect_model_name, &names) == 0)
-        cli_strv_join(&names, 10, list, sizeof list);
-    if (*list)
-        cli_error("no registered model '%s' (models: %s)", name, list);
-    else
-        cli_error("no registered model '%s': this store has none yet (sidetrack models "
-                  "register NAME runs:/RUN/PATH makes one)",
-                  name);
-    cli_strv_free(&names);
-    return CLI_FAIL;
+    int r = store_rm_foreach(t, collect_model_name, &names);
+    return report_listing(r, &names, 10, "models",
+                          ": this store has none yet (sidetrack models register NAME "
+                          "runs:/RUN/PATH makes one)",
+                          "no registered model '%s'", name);
 }
 
 static int collect_version_number(const struct store_mv *v, void *arg)
@@ -134,15 +218,9 @@ static int collect_version_number(const struct store_mv *v, void *arg)
 static int report_no_version(struct store_txn *t, const char *name, uint64_t version)
 {
     struct cli_strv nums = {0};
-    char list[512] = "";
-    if (store_mv_foreach(t, name, collect_version_number, &nums) == 0)
-        cli_strv_join(&nums, 20, list, sizeof list);
-    cli_strv_free(&nums);
-    if (*list)
-        cli_error("model '%s' has no version %" PRIu64 " (versions: %s)", name, version, list);
-    else
-        cli_error("model '%s' has no version %" PRIu64 ": it has no versions", name, version);
-    return CLI_FAIL;
+    int r = store_mv_foreach(t, name, collect_version_number, &nums);
+    return report_listing(r, &nums, 20, "versions", ": it has no versions",
+                          "model '%s' has no version %" PRIu64, name, version);
 }
 
 static int collect_alias_name(const char *alias, uint64_t version, void *arg)
@@ -155,15 +233,9 @@ static int collect_alias_name(const char *alias, uint64_t version, void *arg)
 static int report_no_alias(struct store_txn *t, const char *name, const char *alias)
 {
     struct cli_strv l = {0};
-    char list[1024] = "";
-    if (store_rm_aliases_foreach(t, name, collect_alias_name, &l) == 0)
-        cli_strv_join(&l, 10, list, sizeof list);
-    cli_strv_free(&l);
-    if (*list)
-        cli_error("model '%s' has no alias '%s' (aliases: %s)", name, alias, list);
-    else
-        cli_error("model '%s' has no alias '%s': it has no aliases", name, alias);
-    return CLI_FAIL;
+    int r = store_rm_aliases_foreach(t, name, collect_alias_name, &l);
+    return report_listing(r, &l, 10, "aliases", ": it has no aliases",
+                          "model '%s' has no alias '%s'", name, alias);
 }
 
 int models_report_missing(struct cli *c, const char *name, uint64_t version, const char *alias)
@@ -367,6 +439,16 @@ void models_aliases_of(const struct models_aliases *l, uint64_t version, char *b
         if (l->v[i].version == version)
             used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
                                      l->v[i].alias);
+}
+
+void models_json_aliases_of(struct json *j, const struct models_aliases *l, uint64_t version)
+{
+    json_key(j, "aliases");
+    json_begin_array(j, true);
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i].version == version)
+            json_string(j, l->v[i].alias);
+    json_end_array(j);
 }
 
 /* ---- a version's files ---- */

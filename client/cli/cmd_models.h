@@ -13,6 +13,34 @@
 #include "cli.h"
 #include "registry.h"
 
+/* The command lines of the subcommands: one id for each option any of them takes, so that one
+ * parser serves them all (each syntax lists the options its command accepts).
+ * MODELS_OPT_JSON is the id cli_json_options gives --json. */
+enum {
+    MODELS_OPT_JSON = CLI_OPT_FIRST,
+    MODELS_OPT_DESCRIPTION,
+    MODELS_OPT_ALIAS,
+    MODELS_OPT_DELETE,
+    MODELS_OPT_YES,
+    MODELS_OPT_ARCHIVE,
+    MODELS_OPT_FILTER,
+    MODELS_OPT_LIMIT,
+    MODELS_OPT_FORCE,
+};
+struct models_args {
+    const char *pos[3]; /* the positional arguments (syntax->max_args is at most 3) */
+    int n;
+    bool json, delete, yes, archive, force;
+    const char *description, *filter;
+    size_t limit; /* --limit: 1 to 10000; 0 when not given */
+    const char *aliases[32]; /* --alias, repeatable */
+    size_t naliases;
+};
+/* Parses a subcommand's command line into a (zeroed first). Returns CLI_ARG_END when the
+ * command goes on, else its exit status (after --help, or a usage error said). */
+int models_args_parse(struct cli *c, const struct cli_syntax *syntax, int argc, char **argv,
+                      struct models_args *a);
+
 /* A model, or one of its versions, as the command line named it. */
 struct models_ref {
     char name[STORE_RM_NAME_MAX + 1];
@@ -57,6 +85,8 @@ struct models_aliases {
 };
 int models_aliases_load(struct store_txn *t, const char *name, struct models_aliases *l);
 void models_aliases_of(const struct models_aliases *l, uint64_t version, char *buf, size_t len);
+/* The same as the JSON array "aliases": ["champion", "prod"]. */
+void models_json_aliases_of(struct json *j, const struct models_aliases *l, uint64_t version);
 
 /* The files of a version: the run's artifacts under its source path, with their path in the
  * model's directory (rel; a one-file model is listed by its base name, as store_mv_digest
@@ -77,21 +107,20 @@ struct models_files {
 int models_files_load(struct store_txn *t, const struct store_mv *mv, struct models_files *f);
 void models_files_free(struct models_files *f);
 
-/* The subcommands (argv[0] is the subcommand's name). */
-int cmd_models_list(struct cli *c, int argc, char **argv);
-int cmd_models_show(struct cli *c, int argc, char **argv);
-int cmd_models_versions(struct cli *c, int argc, char **argv);
-int cmd_models_history(struct cli *c, int argc, char **argv);
-int cmd_models_create(struct cli *c, int argc, char **argv);
-int cmd_models_delete(struct cli *c, int argc, char **argv);
-int cmd_models_rename(struct cli *c, int argc, char **argv);
-int cmd_models_register(struct cli *c, int argc, char **argv);
-int cmd_models_alias(struct cli *c, int argc, char **argv);
-int cmd_models_rollback(struct cli *c, int argc, char **argv);
-int cmd_models_stage(struct cli *c, int argc, char **argv);
-int cmd_models_tag(struct cli *c, int argc, char **argv);
-int cmd_models_compare(struct cli *c, int argc, char **argv);
-int cmd_models_pull(struct cli *c, int argc, char **argv);
+/* A subcommand: its command line; what is missing when fewer arguments came than it needs
+ * ("missing %s" with missing[n] after n arguments; it needs as many as there are entries);
+ * and what it does once they are there. cmd_models parses, checks the count, then runs it. */
+struct models_cmd {
+    struct cli_syntax syntax; /* .cmd is "models NAME" */
+    const char *missing[3];
+    const char *delete_drops; /* --delete drops the last argument: "--delete takes no %s" */
+    int (*run)(struct cli *c, const struct models_cmd *x, const struct models_args *e);
+};
+extern const struct models_cmd models_list_cmd, models_show_cmd, models_versions_cmd,
+    models_history_cmd, models_compare_cmd, models_pull_cmd;
+/* The changes (cmd_models_edit.c) by name: create, delete, rename, register, alias,
+ * rollback, stage, tag; NULL for any other name. */
+const struct models_cmd *models_edit_cmd(const char *name);
 /* The lineage of one version (cmd_models_lineage.c), for `models show NAME VERSION`. */
 int models_show_version(struct cli *c, const char *spec, const char *version_arg, bool json);
 

@@ -15,19 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct final_metric {
-    char *key;
-    double value;
-};
-
 struct side {
     struct models_ref ref;
     struct store_mv mv;
     struct store_run run;
     char label[32]; /* "v3" */
     struct cli_strv params; /* key, value, ... in key order */
-    struct final_metric *metrics;
-    size_t nmetrics, mcap;
+    struct cli_metrics metrics; /* the final value: .s.latest */
     struct models_files files;
     struct models_aliases aliases;
 };
@@ -35,29 +29,9 @@ struct side {
 static void side_free(struct side *s)
 {
     cli_strv_free(&s->params);
-    for (size_t i = 0; i < s->nmetrics; i++)
-        free(s->metrics[i].key);
-    free(s->metrics);
+    cli_metrics_free(&s->metrics);
     models_files_free(&s->files);
     free(s->aliases.v);
-}
-
-static int collect_pair(const char *key, const char *value, void *arg)
-{
-    int r = cli_strv_add(arg, key);
-    return r < 0 ? r : cli_strv_add(arg, value);
-}
-
-static int collect_metric(const char *key, const struct store_metric_summary *s, void *arg)
-{
-    struct side *d = arg;
-    struct final_metric m = {.key = strdup(key), .value = s->latest.value};
-    if (!m.key)
-        return -ENOMEM;
-    int r = cli_push(&d->metrics, &d->nmetrics, &d->mcap, sizeof m, &m);
-    if (r < 0)
-        free(m.key);
-    return r;
 }
 
 static int gather_side(struct store_txn *t, const char *name, const char *v, struct side *s)
@@ -71,9 +45,9 @@ static int gather_side(struct store_txn *t, const char *name, const char *v, str
     const char *what = "info";
     int r = store_run_get(t, s->files.run, &s->run);
     if (r == 0 && (what = "params"))
-        r = store_params_foreach(t, s->files.run, collect_pair, &s->params);
+        r = store_params_foreach(t, s->files.run, cli_collect_pair, &s->params);
     if (r == 0 && (what = "metrics"))
-        r = store_metric_keys_foreach(t, s->files.run, collect_metric, s);
+        r = store_metric_keys_foreach(t, s->files.run, cli_collect_metric, &s->metrics);
     if (r == 0 && (what = "aliases"))
         r = models_aliases_load(t, s->mv.name, &s->aliases);
     if (r < 0) {
@@ -137,17 +111,17 @@ static int diff_params(const struct side *l, const struct side *r, struct diff *
 static int diff_metrics(const struct side *l, const struct side *r, struct diff *d)
 {
     size_t i = 0, j = 0;
-    while (i < l->nmetrics || j < r->nmetrics) {
-        int c = i >= l->nmetrics   ? 1
-                : j >= r->nmetrics ? -1
-                                   : strcmp(l->metrics[i].key, r->metrics[j].key);
+    while (i < l->metrics.n || j < r->metrics.n) {
+        int c = i >= l->metrics.n   ? 1
+                : j >= r->metrics.n ? -1
+                                    : strcmp(l->metrics.v[i].key, r->metrics.v[j].key);
         struct diff_row row = {0};
         if (c <= 0)
-            row.key = l->metrics[i].key, row.x = &l->metrics[i].value;
+            row.key = l->metrics.v[i].key, row.x = &l->metrics.v[i].s.latest.value;
         else
-            row.key = r->metrics[j].key;
+            row.key = r->metrics.v[j].key;
         if (c >= 0)
-            row.y = &r->metrics[j].value;
+            row.y = &r->metrics.v[j].s.latest.value;
         i += c <= 0;
         j += c >= 0;
         if (add_row(d, row) < 0)
@@ -375,22 +349,8 @@ static void json_side(struct json *j, const char *key, const struct side *s)
     json_kv_string(j, "digest", s->mv.digest);
     json_kv_string(j, "stage", store_mv_stage_name(s->mv.stage));
     json_kv_uint(j, "files", s->files.n);
-    json_key(j, "aliases");
-    json_begin_array(j, true);
-    for (size_t i = 0; i < s->aliases.n; i++)
-        if (s->aliases.v[i].version == s->mv.version)
-            json_string(j, s->aliases.v[i].alias);
-    json_end_array(j);
+    models_json_aliases_of(j, &s->aliases, s->mv.version);
     json_end_object(j);
-}
-
-static void json_str_or_null(struct json *j, const char *key, const char *s)
-{
-    json_key(j, key);
-    if (s)
-        json_string(j, s);
-    else
-        json_null(j);
 }
 
 static void json_num_or_null(struct json *j, const char *key, const double *v)
@@ -417,8 +377,8 @@ static void print_json(const struct comparison *c)
     for (size_t i = 0; i < c->params.n; i++) {
         json_begin_object(&j, true);
         json_kv_string(&j, "key", c->params.v[i].key);
-        json_str_or_null(&j, "v1", c->params.v[i].a);
-        json_str_or_null(&j, "v2", c->params.v[i].b);
+        json_kv_string_or_null(&j, "v1", c->params.v[i].a);
+        json_kv_string_or_null(&j, "v2", c->params.v[i].b);
         json_end_object(&j);
     }
     json_end_array(&j);
@@ -441,8 +401,8 @@ static void print_json(const struct comparison *c)
         const struct diff_row *f = &c->files.v[i];
         json_begin_object(&j, true);
         json_kv_string(&j, "path", f->key);
-        json_str_or_null(&j, "v1", f->a);
-        json_str_or_null(&j, "v2", f->b);
+        json_kv_string_or_null(&j, "v1", f->a);
+        json_kv_string_or_null(&j, "v2", f->b);
         json_kv_string(&j, "change", f->a && f->b ? "changed" : f->a ? "only_v1" : "only_v2");
         json_end_object(&j);
     }
@@ -470,54 +430,42 @@ static void compare_usage(FILE *f)
           f);
 }
 
-int cmd_models_compare(struct cli *c, int argc, char **argv)
+static int run_compare(struct cli *c, const struct models_cmd *x, const struct models_args *e)
 {
-    static const struct cli_syntax syntax = {"models compare", cli_json_options, compare_usage,
-                                             3};
-    enum { OPT_JSON = CLI_OPT_FIRST };
-    const char *pos[3] = {0}, *v;
-    int n = 0;
-    bool json = false;
-    struct cli_args a;
-    cli_args_init(&a, c, &syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_JSON: json = true; break;
-        case CLI_ARG_POSITIONAL: pos[n++] = v; break;
-        default: return a.exit;
-        }
-    }
-    if (n < 3)
-        return cli_usage_error(syntax.cmd, "missing %s", n == 0 ? "NAME, V1 and V2"
-                                                         : n == 1 ? "V1 and V2"
-                                                                  : "V2");
     struct comparison *cmp = calloc(1, sizeof *cmp);
     if (!cmp)
         return cli_store_error(-ENOMEM, "cannot compare the versions");
     struct store_txn *t;
     int rc = cli_begin(c, &t);
     if (rc == CLI_OK) {
-        rc = gather_side(t, pos[0], pos[1], &cmp->l);
+        rc = gather_side(t, e->pos[0], e->pos[1], &cmp->l);
         if (rc == CLI_OK)
-            rc = gather_side(t, pos[0], pos[2], &cmp->r);
+            rc = gather_side(t, e->pos[0], e->pos[2], &cmp->r);
         store_abort(t);
     }
     if (rc == CLI_OK)
         rc = compare(cmp);
-    if (rc == CLI_OK && json) {
+    if (rc == CLI_OK && e->json) {
         print_json(cmp);
     } else if (rc == CLI_OK) {
-        int e = print_header(cmp);
-        if (e == 0)
-            e = print_params(cmp);
-        if (e == 0)
-            e = print_metrics(cmp);
-        if (e == 0)
-            e = print_files(cmp);
-        if (e < 0)
-            rc = cli_store_error(e, "cannot print the comparison");
+        int err = print_header(cmp);
+        if (err == 0)
+            err = print_params(cmp);
+        if (err == 0)
+            err = print_metrics(cmp);
+        if (err == 0)
+            err = print_files(cmp);
+        if (err < 0)
+            rc = cli_store_error(err, "cannot print the comparison");
     }
     comparison_free(cmp);
     free(cmp);
     return rc;
 }
+
+const struct models_cmd models_compare_cmd = {
+    {"models compare", cli_json_options, compare_usage, 3},
+    {"NAME, V1 and V2", "V1 and V2", "V2"},
+    NULL,
+    run_compare,
+};

@@ -6,6 +6,10 @@
  * leave what they found in their argument; what went wrong is said after it, once. A
  * version named by an alias or `latest` is resolved in a read transaction first, and the
  * change then names its number: an alias moved in between does not redirect the change.
+ *
+ * The changes share one skeleton (edit_run, after cmd_models checked the command line): check
+ * the new names in it, open the store; each then makes its change through apply() and says
+ * what it did. The table at the end says what differs.
  */
 #include "cmd_models.h"
 
@@ -13,52 +17,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum {
-    OPT_JSON = CLI_OPT_FIRST,
-    OPT_DESCRIPTION,
-    OPT_ALIAS,
-    OPT_DELETE,
-    OPT_YES,
-    OPT_ARCHIVE,
-};
-
-/* Parses a subcommand's command line into up to max positional arguments. Returns
- * CLI_ARG_END when the command goes on, else its exit status; *n gets the count. */
-struct edit_args {
-    const char *pos[4];
-    int n;
-    bool json, delete, yes, archive;
-    const char *description;
-    const char *aliases[32];
-    size_t naliases;
-};
-
-static int parse(struct cli *c, const struct cli_syntax *syntax, int argc, char **argv,
-                 struct edit_args *e)
-{
-    struct cli_args a;
-    const char *v;
-    cli_args_init(&a, c, syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_JSON: e->json = true; break;
-        case OPT_DESCRIPTION: e->description = v; break;
-        case OPT_DELETE: e->delete = true; break;
-        case OPT_YES: e->yes = true; break;
-        case OPT_ARCHIVE: e->archive = true; break;
-        case OPT_ALIAS:
-            if (e->naliases == sizeof e->aliases / sizeof *e->aliases)
-                return cli_usage_error(syntax->cmd, "too many --alias (at most %zu)",
-                                       e->naliases);
-            e->aliases[e->naliases++] = v;
-            break;
-        case CLI_ARG_POSITIONAL: e->pos[e->n++] = v; break;
-        default: return a.exit;
-        }
-    }
-    return CLI_ARG_END;
-}
 
 static int check_name(const char *name)
 {
@@ -94,6 +52,18 @@ static int resolve(struct cli *c, const char *cmd, const char *spec, const char 
     return rc;
 }
 
+/* Makes the change tx(op) in one write transaction, recorded as this user's. Returns
+ * store_update()'s result. */
+static int apply(struct cli *c, struct store_rm_by *by, int (*tx)(struct store_txn *, void *),
+                 void *op)
+{
+    char actor[STORE_RM_ACTOR_MAX + 1];
+    models_by(by, actor);
+    int r = store_update(c->store, tx, op);
+    by->actor = NULL; /* actor lived here only */
+    return r;
+}
+
 /* ---- create ---- */
 
 struct create_op {
@@ -121,23 +91,10 @@ static void create_usage(FILE *f)
           f);
 }
 
-int cmd_models_create(struct cli *c, int argc, char **argv)
+static int run_create(struct cli *c, const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"description", 0, true, OPT_DESCRIPTION}, {0}};
-    static const struct cli_syntax syntax = {"models create", opts, create_usage, 1};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 1)
-        return cli_usage_error(syntax.cmd, "missing NAME");
-    if (check_name(e.pos[0]) != CLI_OK || models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
-    char actor[STORE_RM_ACTOR_MAX + 1];
-    struct create_op o = {e.pos[0], e.description, {0}};
-    models_by(&o.by, actor);
-    int r = store_update(c->store, create_tx, &o);
+    struct create_op o = {e->pos[0], e->description, {0}};
+    int r = apply(c, &o.by, create_tx, &o);
     if (r == -EEXIST) {
         cli_error("a registered model named '%s' exists already", o.name);
         return CLI_FAIL;
@@ -192,34 +149,21 @@ static void delete_usage(FILE *f)
           f);
 }
 
-int cmd_models_delete(struct cli *c, int argc, char **argv)
+static int run_delete(struct cli *c, const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"yes", 'y', false, OPT_YES}, {0}};
-    static const struct cli_syntax syntax = {"models delete", opts, delete_usage, 2};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 1)
-        return cli_usage_error(syntax.cmd, "missing NAME");
-    if (models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
     struct models_ref ref;
-    if (resolve(c, syntax.cmd, e.pos[0], e.n > 1 ? e.pos[1] : NULL, false, &ref) != CLI_OK)
+    if (resolve(c, cmd, e->pos[0], e->n > 1 ? e->pos[1] : NULL, false, &ref) != CLI_OK)
         return CLI_FAIL;
-    if (!e.yes && ref.has_version)
-        return cli_usage_error(syntax.cmd, "this deletes version %" PRIu64 " of model '%s' "
-                                           "with its tags and aliases: add --yes if you mean it",
+    if (!e->yes && ref.has_version)
+        return cli_usage_error(cmd, "this deletes version %" PRIu64 " of model '%s' with its "
+                                    "tags and aliases: add --yes if you mean it",
                                ref.version, ref.name);
-    if (!e.yes)
-        return cli_usage_error(syntax.cmd, "this deletes model '%s' with all its versions, "
-                                           "tags and aliases: add --yes if you mean it",
+    if (!e->yes)
+        return cli_usage_error(cmd, "this deletes model '%s' with all its versions, tags and "
+                                    "aliases: add --yes if you mean it",
                                ref.name);
-    char actor[STORE_RM_ACTOR_MAX + 1];
     struct delete_op o = {.name = ref.name, .version = ref.has_version ? ref.version : 0};
-    models_by(&o.by, actor);
-    int r = store_update(c->store, delete_tx, &o);
+    int r = apply(c, &o.by, delete_tx, &o);
     if (r == -ENOENT)
         return models_report_missing(c, o.name, o.version, NULL);
     if (r < 0)
@@ -258,22 +202,10 @@ static void rename_usage(FILE *f)
           f);
 }
 
-int cmd_models_rename(struct cli *c, int argc, char **argv)
+static int run_rename(struct cli *c, const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {CLI_COMMON_OPTIONS, {0}};
-    static const struct cli_syntax syntax = {"models rename", opts, rename_usage, 2};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 2)
-        return cli_usage_error(syntax.cmd, "missing %s", e.n ? "NEW_NAME" : "NAME");
-    if (check_name(e.pos[1]) != CLI_OK || models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
-    char actor[STORE_RM_ACTOR_MAX + 1];
-    struct rename_op o = {.name = e.pos[0], .new_name = e.pos[1]};
-    models_by(&o.by, actor);
-    int r = store_update(c->store, rename_tx, &o);
+    struct rename_op o = {.name = e->pos[0], .new_name = e->pos[1]};
+    int r = apply(c, &o.by, rename_tx, &o);
     if (r == -ENOENT)
         return models_report_missing(c, o.name, 0, NULL);
     if (r == -EEXIST) {
@@ -431,43 +363,18 @@ static void register_usage(FILE *f)
           f);
 }
 
-int cmd_models_register(struct cli *c, int argc, char **argv)
+static int run_register(struct cli *c, const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS,
-        {"alias", 'a', true, OPT_ALIAS},
-        {"description", 0, true, OPT_DESCRIPTION},
-        {"json", 0, false, OPT_JSON},
-        {0},
-    };
-    static const struct cli_syntax syntax = {"models register", opts, register_usage, 2};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 2)
-        return cli_usage_error(syntax.cmd, e.n ? "missing SOURCE (runs:/RUN/PATH)"
-                                               : "missing NAME and SOURCE");
-    if (check_name(e.pos[0]) != CLI_OK)
-        return CLI_FAIL;
-    for (size_t i = 0; i < e.naliases; i++)
-        if (check_alias(e.aliases[i]) != CLI_OK)
-            return CLI_FAIL;
-    if (models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
-    char actor[STORE_RM_ACTOR_MAX + 1];
     struct register_op *o = calloc(1, sizeof *o);
     if (!o)
         return cli_store_error(-ENOMEM, "cannot register");
-    *o = (struct register_op){.name = e.pos[0], .source_arg = e.pos[1],
-                              .description = e.description, .aliases = e.aliases,
-                              .naliases = e.naliases};
-    models_by(&o->by, actor);
-    int r = store_update(c->store, register_tx, o);
-    rc = CLI_OK;
+    *o = (struct register_op){.name = e->pos[0], .source_arg = e->pos[1],
+                              .description = e->description, .aliases = e->aliases,
+                              .naliases = e->naliases};
+    int r = apply(c, &o->by, register_tx, o), rc = CLI_OK;
     if (r < 0) {
         rc = register_failed(c, o, r);
-    } else if (e.json) {
+    } else if (e->json) {
         struct json j;
         json_init(&j, stdout);
         json_begin_object(&j, false);
@@ -550,40 +457,22 @@ static void print_move(const char *alias, uint64_t from, uint64_t to)
     printf(": %s -> %s\n", a, b);
 }
 
-int cmd_models_alias(struct cli *c, int argc, char **argv)
+static int run_alias(struct cli *c, const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"delete", 0, false, OPT_DELETE}, {0}};
-    static const struct cli_syntax syntax = {"models alias", opts, alias_usage, 3};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 2)
-        return cli_usage_error(syntax.cmd, "missing NAME and ALIAS");
-    if (e.delete && e.n == 3)
-        return cli_usage_error(syntax.cmd, "--delete takes no VERSION");
-    if (!e.delete && e.n < 3)
-        return cli_usage_error(syntax.cmd, "missing VERSION (or --delete)");
-    if (!e.delete && check_alias(e.pos[1]) != CLI_OK)
-        return CLI_FAIL;
-    if (models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
-    struct alias_op o = {.name = e.pos[0], .alias = e.pos[1]};
-    if (!e.delete) {
+    struct alias_op o = {.name = e->pos[0], .alias = e->pos[1]};
+    if (!e->delete) {
         struct models_ref ref;
-        if ((rc = resolve(c, syntax.cmd, e.pos[0], e.pos[2], true, &ref)) != CLI_OK)
+        int rc = resolve(c, cmd, e->pos[0], e->pos[2], true, &ref);
+        if (rc != CLI_OK)
             return rc;
         o.version = ref.version;
     }
-    char actor[STORE_RM_ACTOR_MAX + 1];
-    models_by(&o.by, actor);
-    int r = store_update(c->store, alias_tx, &o);
+    int r = apply(c, &o.by, alias_tx, &o);
     if (r == -ENOENT)
-        return models_report_missing(c, o.name, o.version, e.delete ? o.alias : NULL);
+        return models_report_missing(c, o.name, o.version, e->delete ? o.alias : NULL);
     if (r < 0)
-        return models_error(r, "cannot %s alias '%s' of model '%s'", e.delete ? "delete" : "set",
-                            o.alias, o.name);
+        return models_error(r, "cannot %s alias '%s' of model '%s'",
+                            e->delete ? "delete" : "set", o.alias, o.name);
     print_move(o.alias, o.before, o.version);
     return CLI_OK;
 }
@@ -616,22 +505,10 @@ static void rollback_usage(FILE *f)
           f);
 }
 
-int cmd_models_rollback(struct cli *c, int argc, char **argv)
+static int run_rollback(struct cli *c, const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {CLI_COMMON_OPTIONS, {0}};
-    static const struct cli_syntax syntax = {"models rollback", opts, rollback_usage, 2};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 2)
-        return cli_usage_error(syntax.cmd, "missing NAME and ALIAS");
-    if (models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
-    char actor[STORE_RM_ACTOR_MAX + 1];
-    struct rollback_op o = {.name = e.pos[0], .alias = e.pos[1]};
-    models_by(&o.by, actor);
-    int r = store_update(c->store, rollback_tx, &o);
+    struct rollback_op o = {.name = e->pos[0], .alias = e->pos[1]};
+    int r = apply(c, &o.by, rollback_tx, &o);
     switch (r) {
     case 0:
         print_move(o.alias, o.from, o.to);
@@ -694,35 +571,28 @@ static void stage_usage(FILE *f)
           f);
 }
 
-int cmd_models_stage(struct cli *c, int argc, char **argv)
+/* The stage is checked before the store opens, like every other usage error. */
+static int check_stage(const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"archive-existing", 0, false, OPT_ARCHIVE}, {0}};
-    static const struct cli_syntax syntax = {"models stage", opts, stage_usage, 3};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 3)
-        return cli_usage_error(syntax.cmd, "missing %s", e.n < 2 ? "NAME, VERSION and STAGE"
-                                                                 : "STAGE");
-    struct stage_op o = {.name = e.pos[0], .archive = e.archive};
-    if (store_mv_stage_parse(e.pos[2], &o.stage) < 0)
-        return cli_usage_error(syntax.cmd, "no stage '%s': None, Staging, Production or "
-                                           "Archived",
-                               e.pos[2]);
-    if (o.archive && o.stage != STORE_STAGE_STAGING && o.stage != STORE_STAGE_PRODUCTION)
-        return cli_usage_error(syntax.cmd, "--archive-existing goes with Staging or "
-                                           "Production only");
-    if (models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
+    int stage;
+    if (store_mv_stage_parse(e->pos[2], &stage) < 0)
+        return cli_usage_error(cmd, "no stage '%s': None, Staging, Production or Archived",
+                               e->pos[2]);
+    if (e->archive && stage != STORE_STAGE_STAGING && stage != STORE_STAGE_PRODUCTION)
+        return cli_usage_error(cmd, "--archive-existing goes with Staging or Production only");
+    return CLI_OK;
+}
+
+static int run_stage(struct cli *c, const char *cmd, const struct models_args *e)
+{
+    struct stage_op o = {.name = e->pos[0], .archive = e->archive};
     struct models_ref ref;
-    if ((rc = resolve(c, syntax.cmd, e.pos[0], e.pos[1], true, &ref)) != CLI_OK)
+    int rc = resolve(c, cmd, e->pos[0], e->pos[1], true, &ref);
+    if (rc != CLI_OK)
         return rc;
     o.version = ref.version;
-    char actor[STORE_RM_ACTOR_MAX + 1];
-    models_by(&o.by, actor);
-    int r = store_update(c->store, stage_tx, &o);
+    (void)store_mv_stage_parse(e->pos[2], &o.stage); /* checked by check_stage */
+    int r = apply(c, &o.by, stage_tx, &o);
     if (r == -ENOENT)
         return models_report_missing(c, o.name, o.version, NULL);
     if (r < 0)
@@ -767,43 +637,112 @@ static void tag_usage(FILE *f)
           f);
 }
 
-int cmd_models_tag(struct cli *c, int argc, char **argv)
+static int run_tag(struct cli *c, const char *cmd, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"delete", 0, false, OPT_DELETE}, {0}};
-    static const struct cli_syntax syntax = {"models tag", opts, tag_usage, 3};
-    struct edit_args e = {0};
-    int rc = parse(c, &syntax, argc, argv, &e);
-    if (rc != CLI_ARG_END)
-        return rc;
-    if (e.n < 2 || (!e.delete && e.n < 3))
-        return cli_usage_error(syntax.cmd, "missing %s", e.n < 2 ? "NAME and KEY" : "VALUE");
-    if (e.delete && e.n == 3)
-        return cli_usage_error(syntax.cmd, "--delete takes no VALUE");
-    if (models_open_write(c) != CLI_OK)
-        return CLI_FAIL;
     struct models_ref ref;
-    if ((rc = resolve(c, syntax.cmd, e.pos[0], NULL, false, &ref)) != CLI_OK)
+    int rc = resolve(c, cmd, e->pos[0], NULL, false, &ref);
+    if (rc != CLI_OK)
         return rc;
-    struct tag_op o = {.name = ref.name, .key = e.pos[1], .value = e.delete ? NULL : e.pos[2],
+    struct tag_op o = {.name = ref.name, .key = e->pos[1], .value = e->delete ? NULL : e->pos[2],
                        .version = ref.has_version ? ref.version : 0};
-    char actor[STORE_RM_ACTOR_MAX + 1];
-    models_by(&o.by, actor);
-    int r = store_update(c->store, tag_tx, &o);
+    int r = apply(c, &o.by, tag_tx, &o);
     char what[STORE_RM_NAME_MAX + 64];
     if (o.version)
         snprintf(what, sizeof what, "model '%s' version %" PRIu64, o.name, o.version);
     else
         snprintf(what, sizeof what, "model '%s'", o.name);
-    if (r == -ENOENT && e.delete) {
+    if (r == -ENOENT && e->delete) {
         cli_error("%s has no tag '%s'", what, o.key);
         return CLI_FAIL;
     }
     if (r == -ENOENT)
         return models_report_missing(c, o.name, o.version, NULL);
     if (r < 0)
-        return models_error(r, "cannot %s tag '%s' of %s", e.delete ? "delete" : "set", o.key,
+        return models_error(r, "cannot %s tag '%s' of %s", e->delete ? "delete" : "set", o.key,
                             what);
-    printf("%s: %s %s\n", what, e.delete ? "deleted tag" : "set tag", o.key);
+    printf("%s: %s %s\n", what, e->delete ? "deleted tag" : "set tag", o.key);
     return CLI_OK;
+}
+
+/* ---- the subcommands ---- */
+
+/* What each change takes and does; edit_run is the skeleton they share. */
+struct edit_cmd {
+    struct models_cmd cmd; /* first: edit_run gets &cmd */
+    int new_name;          /* the argument (1, 2...) that names a model to make, or 0 */
+    int new_alias;         /* the argument that names an alias to set (not with --delete) */
+    int (*check)(const char *cmd, const struct models_args *e); /* more usage checks */
+    int (*change)(struct cli *c, const char *cmd, const struct models_args *e);
+};
+
+static int edit_run(struct cli *c, const struct models_cmd *x, const struct models_args *e);
+
+static const struct cli_option plain_opts[] = {CLI_COMMON_OPTIONS, {0}};
+static const struct cli_option create_opts[] = {
+    CLI_COMMON_OPTIONS, {"description", 0, true, MODELS_OPT_DESCRIPTION}, {0}};
+static const struct cli_option delete_opts[] = {
+    CLI_COMMON_OPTIONS, {"yes", 'y', false, MODELS_OPT_YES}, {0}};
+static const struct cli_option register_opts[] = {
+    CLI_COMMON_OPTIONS,
+    {"alias", 'a', true, MODELS_OPT_ALIAS},
+    {"description", 0, true, MODELS_OPT_DESCRIPTION},
+    {"json", 0, false, MODELS_OPT_JSON},
+    {0},
+};
+static const struct cli_option drop_opts[] = { /* alias, tag */
+    CLI_COMMON_OPTIONS, {"delete", 0, false, MODELS_OPT_DELETE}, {0}};
+static const struct cli_option stage_opts[] = {
+    CLI_COMMON_OPTIONS, {"archive-existing", 0, false, MODELS_OPT_ARCHIVE}, {0}};
+
+static const struct edit_cmd edit_cmds[] = {
+    {{{"models create", create_opts, create_usage, 1}, {"NAME"}, NULL, edit_run}, 1, 0, NULL,
+     run_create},
+    {{{"models delete", delete_opts, delete_usage, 2}, {"NAME"}, NULL, edit_run}, 0, 0, NULL,
+     run_delete},
+    {{{"models rename", plain_opts, rename_usage, 2}, {"NAME", "NEW_NAME"}, NULL, edit_run},
+     2, 0, NULL, run_rename},
+    {{{"models register", register_opts, register_usage, 2},
+      {"NAME and SOURCE", "SOURCE (runs:/RUN/PATH)"}, NULL, edit_run},
+     1, 0, NULL, run_register},
+    {{{"models alias", drop_opts, alias_usage, 3},
+      {"NAME and ALIAS", "NAME and ALIAS", "VERSION (or --delete)"}, "VERSION", edit_run},
+     0, 2, NULL, run_alias},
+    {{{"models rollback", plain_opts, rollback_usage, 2}, {"NAME and ALIAS", "NAME and ALIAS"},
+      NULL, edit_run},
+     0, 0, NULL, run_rollback},
+    {{{"models stage", stage_opts, stage_usage, 3},
+      {"NAME, VERSION and STAGE", "NAME, VERSION and STAGE", "STAGE"}, NULL, edit_run},
+     0, 0, check_stage, run_stage},
+    {{{"models tag", drop_opts, tag_usage, 3}, {"NAME and KEY", "NAME and KEY", "VALUE"},
+      "VALUE", edit_run},
+     0, 0, NULL, run_tag},
+};
+
+const struct models_cmd *models_edit_cmd(const char *name)
+{
+    for (size_t i = 0; i < sizeof edit_cmds / sizeof *edit_cmds; i++)
+        if (strcmp(edit_cmds[i].cmd.syntax.cmd + strlen("models "), name) == 0)
+            return &edit_cmds[i].cmd;
+    return NULL;
+}
+
+/* After cmd_models checked the number of arguments: the names the change would make, then
+ * the store, then the change. */
+static int edit_run(struct cli *c, const struct models_cmd *x, const struct models_args *e)
+{
+    const struct edit_cmd *ed = (const struct edit_cmd *)x;
+    const char *cmd = x->syntax.cmd;
+    int rc;
+    if (ed->new_name && check_name(e->pos[ed->new_name - 1]) != CLI_OK)
+        return CLI_FAIL;
+    if (ed->new_alias && !e->delete && check_alias(e->pos[ed->new_alias - 1]) != CLI_OK)
+        return CLI_FAIL;
+    for (size_t i = 0; i < e->naliases; i++)
+        if (check_alias(e->aliases[i]) != CLI_OK)
+            return CLI_FAIL;
+    if (ed->check && (rc = ed->check(cmd, e)) != CLI_OK)
+        return rc;
+    if (models_open_write(c) != CLI_OK)
+        return CLI_FAIL;
+    return ed->change(c, cmd, e);
 }

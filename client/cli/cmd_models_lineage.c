@@ -25,11 +25,6 @@ static const char *const repro_keys[] = {
     NULL,
 };
 
-struct metric_final {
-    char *key;
-    struct store_metric_summary s;
-};
-
 struct lineage {
     struct store_mv mv;
     struct cli_strv vtags;
@@ -39,8 +34,7 @@ struct lineage {
     struct store_run run;
     char experiment[512];
     struct cli_strv params, tags, inputs; /* key, value, ... */
-    struct metric_final *metrics;
-    size_t nmetrics, mcap;
+    struct cli_metrics metrics;
     struct store_mv *siblings; /* other versions made from the run */
     size_t nsiblings, scap;
     /* the digest of the run's files now */
@@ -56,28 +50,8 @@ static void lineage_free(struct lineage *l)
     cli_strv_free(&l->params);
     cli_strv_free(&l->tags);
     cli_strv_free(&l->inputs);
-    for (size_t i = 0; i < l->nmetrics; i++)
-        free(l->metrics[i].key);
-    free(l->metrics);
+    cli_metrics_free(&l->metrics);
     free(l->siblings);
-}
-
-static int collect_pair(const char *key, const char *value, void *arg)
-{
-    int r = cli_strv_add(arg, key);
-    return r < 0 ? r : cli_strv_add(arg, value);
-}
-
-static int collect_metric(const char *key, const struct store_metric_summary *s, void *arg)
-{
-    struct lineage *l = arg;
-    struct metric_final m = {.key = strdup(key), .s = *s};
-    if (!m.key)
-        return -ENOMEM;
-    int r = cli_push(&l->metrics, &l->nmetrics, &l->mcap, sizeof m, &m);
-    if (r < 0)
-        free(m.key);
-    return r;
 }
 
 static int collect_sibling(const struct store_mv *v, void *arg)
@@ -107,13 +81,13 @@ static int gather_run(struct store_txn *t, struct lineage *l, const char **what)
     if (r == 0 && store_experiment_get(t, l->run.experiment_id, &e) == 0)
         snprintf(l->experiment, sizeof l->experiment, "%s", e.name);
     if (r == 0 && (*what = "params"))
-        r = store_params_foreach(t, l->run_id, collect_pair, &l->params);
+        r = store_params_foreach(t, l->run_id, cli_collect_pair, &l->params);
     if (r == 0 && (*what = "tags"))
-        r = store_tags_foreach(t, l->run_id, collect_pair, &l->tags);
+        r = store_tags_foreach(t, l->run_id, cli_collect_pair, &l->tags);
     if (r == 0 && (*what = "metrics"))
-        r = store_metric_keys_foreach(t, l->run_id, collect_metric, l);
+        r = store_metric_keys_foreach(t, l->run_id, cli_collect_metric, &l->metrics);
     if (r == 0 && (*what = "inputs"))
-        r = store_inputs_foreach(t, l->run_id, collect_pair, &l->inputs);
+        r = store_inputs_foreach(t, l->run_id, cli_collect_pair, &l->inputs);
     if (r == 0 && (*what = "versions made from the run")) {
         store_run_id_hex(l->run_id, hex);
         r = store_mv_by_run(t, hex, collect_sibling, l);
@@ -139,7 +113,7 @@ static int gather(struct cli *c, const char *spec, const char *version_arg, stru
     }
     const char *what = "tags";
     l->digest_err = -EINVAL;
-    int r = store_mv_tags_foreach(t, ref.name, ref.version, collect_pair, &l->vtags);
+    int r = store_mv_tags_foreach(t, ref.name, ref.version, cli_collect_pair, &l->vtags);
     if (r == 0 && (what = "aliases"))
         r = models_aliases_load(t, ref.name, &l->aliases);
     if (r == 0)
@@ -215,24 +189,10 @@ static const char *find_pair(const struct cli_strv *kv, const char *key)
     return NULL;
 }
 
-static void print_pairs(const char *title, const struct cli_strv *kv)
-{
-    printf("\n%s\n", title);
-    if (!kv->n)
-        puts("  (none)");
-    for (size_t i = 0; i + 1 < kv->n; i += 2) {
-        fputs("  ", stdout);
-        print_text(stdout, kv->v[i]);
-        fputs(" = ", stdout);
-        print_text(stdout, kv->v[i + 1]);
-        fputc('\n', stdout);
-    }
-}
-
 static int print_metrics(const struct lineage *l)
 {
     puts("\nmetrics (final values)");
-    if (!l->nmetrics) {
+    if (!l->metrics.n) {
         puts("  (none)");
         return 0;
     }
@@ -241,12 +201,13 @@ static int print_metrics(const struct lineage *l)
     table_cell(&tb, "KEY");
     table_cell(&tb, "VALUE");
     table_cell(&tb, "STEP");
-    for (size_t i = 0; i < l->nmetrics; i++) {
+    for (size_t i = 0; i < l->metrics.n; i++) {
+        const struct cli_metric *m = &l->metrics.v[i];
         char buf[40];
-        table_cell(&tb, l->metrics[i].key);
-        format_double_short(buf, sizeof buf, l->metrics[i].s.latest.value);
+        table_cell(&tb, m->key);
+        format_double_short(buf, sizeof buf, m->s.latest.value);
         table_cell(&tb, buf);
-        table_cellf(&tb, "%" PRId64, l->metrics[i].s.latest.step);
+        table_cellf(&tb, "%" PRId64, m->s.latest.step);
     }
     int r = table_print(&tb, stdout, "  ");
     table_free(&tb);
@@ -305,10 +266,10 @@ static int print_lineage(const struct lineage *l)
             kv_line(strcmp(*k, "mlflow.source.name") == 0 ? "entry point" : dot + 1, v);
         }
     }
-    print_pairs("params", &l->params);
+    cli_print_pairs("params", &l->params);
     int r = print_metrics(l);
     print_inputs(l);
-    print_pairs("tags", &l->tags);
+    cli_print_pairs("tags", &l->tags);
     puts("\nother versions from this run");
     if (!l->nsiblings)
         puts("  (none)");
@@ -322,24 +283,6 @@ static int print_lineage(const struct lineage *l)
 
 /* ---- JSON ---- */
 
-static void json_pairs(struct json *j, const char *name, const struct cli_strv *kv)
-{
-    json_key(j, name);
-    json_begin_object(j, false);
-    for (size_t i = 0; i + 1 < kv->n; i += 2)
-        json_kv_string(j, kv->v[i], kv->v[i + 1]);
-    json_end_object(j);
-}
-
-static void json_opt_string(struct json *j, const char *key, const char *s)
-{
-    json_key(j, key);
-    if (s)
-        json_string(j, s);
-    else
-        json_null(j);
-}
-
 static void json_run(struct json *j, const struct lineage *l)
 {
     json_key(j, "run");
@@ -352,16 +295,17 @@ static void json_run(struct json *j, const struct lineage *l)
     json_begin_object(j, false);
     cli_json_run_info(j, &l->run, *l->experiment ? l->experiment : NULL);
     json_end_object(j);
-    json_opt_string(j, "git_commit", find_pair(&l->tags, "mlflow.source.git.commit"));
-    json_pairs(j, "params", &l->params);
+    json_kv_string_or_null(j, "git_commit", find_pair(&l->tags, "mlflow.source.git.commit"));
+    cli_json_pairs(j, "params", &l->params);
     json_key(j, "metrics");
     json_begin_object(j, false);
-    for (size_t i = 0; i < l->nmetrics; i++) {
-        json_key(j, l->metrics[i].key);
+    for (size_t i = 0; i < l->metrics.n; i++) {
+        const struct cli_metric *m = &l->metrics.v[i];
+        json_key(j, m->key);
         json_begin_object(j, true);
-        json_kv_double(j, "value", l->metrics[i].s.latest.value);
-        json_kv_int(j, "step", l->metrics[i].s.latest.step);
-        json_kv_int(j, "timestamp", l->metrics[i].s.latest.ts_ms);
+        json_kv_double(j, "value", m->s.latest.value);
+        json_kv_int(j, "step", m->s.latest.step);
+        json_kv_int(j, "timestamp", m->s.latest.ts_ms);
         json_end_object(j);
     }
     json_end_object(j);
@@ -372,15 +316,15 @@ static void json_run(struct json *j, const struct lineage *l)
         bool ok = models_dataset_parse(l->inputs.v[i + 1], &d);
         json_begin_object(j, true);
         json_kv_string(j, "key", l->inputs.v[i]);
-        json_opt_string(j, "name", ok ? d.name : NULL);
-        json_opt_string(j, "digest", ok ? d.digest : NULL);
-        json_opt_string(j, "source_type", ok ? d.source_type : NULL);
-        json_opt_string(j, "source", ok ? d.source : NULL);
-        json_opt_string(j, "context", ok && *d.context ? d.context : NULL);
+        json_kv_string_or_null(j, "name", ok ? d.name : NULL);
+        json_kv_string_or_null(j, "digest", ok ? d.digest : NULL);
+        json_kv_string_or_null(j, "source_type", ok ? d.source_type : NULL);
+        json_kv_string_or_null(j, "source", ok ? d.source : NULL);
+        json_kv_string_or_null(j, "context", ok && *d.context ? d.context : NULL);
         json_end_object(j);
     }
     json_end_array(j);
-    json_pairs(j, "tags", &l->tags);
+    cli_json_pairs(j, "tags", &l->tags);
     json_key(j, "other_versions");
     json_begin_array(j, false);
     for (size_t i = 0; i < l->nsiblings; i++) {
@@ -413,13 +357,8 @@ static void print_json(const struct lineage *l)
         json_null(&j);
     json_kv_string(&j, "description", v->description);
     json_kv_int(&j, "created_ms", v->created_ms);
-    json_key(&j, "aliases");
-    json_begin_array(&j, true);
-    for (size_t i = 0; i < l->aliases.n; i++)
-        if (l->aliases.v[i].version == v->version)
-            json_string(&j, l->aliases.v[i].alias);
-    json_end_array(&j);
-    json_pairs(&j, "tags", &l->vtags);
+    models_json_aliases_of(&j, &l->aliases, v->version);
+    cli_json_pairs(&j, "tags", &l->vtags);
     json_run(&j, l);
     json_end_object(&j);
     json_finish(&j);

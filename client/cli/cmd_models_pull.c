@@ -424,35 +424,17 @@ static void pull_usage(FILE *f)
           f);
 }
 
-int cmd_models_pull(struct cli *c, int argc, char **argv)
+static int run_pull(struct cli *c, const struct models_cmd *x, const struct models_args *e)
 {
-    enum { OPT_FORCE = CLI_OPT_FIRST };
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"force", 'f', false, OPT_FORCE}, {0}};
-    static const struct cli_syntax syntax = {"models pull", opts, pull_usage, 3};
-    const char *pos[3] = {0}, *v;
-    int n = 0;
-    bool force = false;
-    struct cli_args a;
-    cli_args_init(&a, c, &syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_FORCE: force = true; break;
-        case CLI_ARG_POSITIONAL: pos[n++] = v; break;
-        default: return a.exit;
-        }
-    }
-    if (n < 2)
-        return cli_usage_error(syntax.cmd, n ? "missing DIR" : "missing NAME@ALIAS and DIR");
-    const char *dir = pos[n - 1], *version = n == 3 ? pos[1] : NULL;
+    const char *dir = e->pos[e->n - 1], *version = e->n == 3 ? e->pos[1] : NULL;
     if (!*dir)
-        return cli_usage_error(syntax.cmd, "DIR is empty");
+        return cli_usage_error(x->syntax.cmd, "DIR is empty");
     struct pull *p = calloc(1, sizeof *p);
     if (!p)
         return cli_store_error(-ENOMEM, "cannot pull");
     p->dir = dir;
-    p->force = force;
-    int rc = gather(c, pos[0], version, p);
+    p->force = e->force;
+    int rc = gather(c, e->pos[0], version, p);
     if (rc == CLI_OK)
         rc = pull(c, p);
     if (rc == CLI_OK) {
@@ -473,3 +455,8 @@ int cmd_models_pull(struct cli *c, int argc, char **argv)
     free(p);
     return rc;
 }
+
+static const struct cli_option pull_opts[] = {
+    CLI_COMMON_OPTIONS, {"force", 'f', false, MODELS_OPT_FORCE}, {0}};
+const struct models_cmd models_pull_cmd = {{"models pull", pull_opts, pull_usage, 3},
+                                           {"NAME@ALIAS and DIR", "DIR"}, NULL, run_pull};

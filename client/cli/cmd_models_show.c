@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_JSON = CLI_OPT_FIRST, OPT_FILTER, OPT_LIMIT };
-
 /* A model with what the listings show of it. */
 struct model_row {
     struct store_rm m;
@@ -35,12 +33,6 @@ static int collect_version(const struct store_mv *v, void *arg)
     return cli_push(&r->versions, &r->nversions, &r->vcap, sizeof *v, v);
 }
 
-static int collect_pair(const char *key, const char *value, void *arg)
-{
-    int r = cli_strv_add(arg, key);
-    return r < 0 ? r : cli_strv_add(arg, value);
-}
-
 /* Reads model name with its versions, aliases and tags (in t). */
 static int gather_model(struct store_txn *t, const char *name, struct model_row *r)
 {
@@ -50,7 +42,7 @@ static int gather_model(struct store_txn *t, const char *name, struct model_row 
     if (e == 0)
         e = models_aliases_load(t, name, &r->aliases);
     if (e == 0)
-        e = store_rm_tags_foreach(t, name, collect_pair, &r->tags);
+        e = store_rm_tags_foreach(t, name, cli_collect_pair, &r->tags);
     if (e == -ENOENT)
         return models_report_no_model(t, name);
     if (e < 0)
@@ -160,15 +152,6 @@ static void json_aliases(struct json *j, const struct models_aliases *a)
     json_end_array(j);
 }
 
-static void json_pairs(struct json *j, const char *name, const struct cli_strv *kv)
-{
-    json_key(j, name);
-    json_begin_object(j, false);
-    for (size_t i = 0; i + 1 < kv->n; i += 2)
-        json_kv_string(j, kv->v[i], kv->v[i + 1]);
-    json_end_object(j);
-}
-
 static void json_version(struct json *j, const struct store_mv *v,
                          const struct models_aliases *a)
 {
@@ -183,12 +166,7 @@ static void json_version(struct json *j, const struct store_mv *v,
     json_kv_string(j, "description", v->description);
     json_kv_int(j, "created_ms", v->created_ms);
     json_kv_int(j, "updated_ms", v->updated_ms);
-    json_key(j, "aliases");
-    json_begin_array(j, true);
-    for (size_t i = 0; i < a->n; i++)
-        if (a->v[i].version == v->version)
-            json_string(j, a->v[i].alias);
-    json_end_array(j);
+    models_json_aliases_of(j, a, v->version);
     json_end_object(j);
 }
 
@@ -201,7 +179,7 @@ static void json_model(struct json *j, const struct model_row *r, bool versions)
     json_kv_int(j, "updated_ms", r->m.updated_ms);
     json_kv_uint(j, "last_version", r->m.last_version);
     json_kv_uint(j, "versions_count", r->nversions);
-    json_pairs(j, "tags", &r->tags);
+    cli_json_pairs(j, "tags", &r->tags);
     json_aliases(j, &r->aliases);
     if (versions) {
         json_key(j, "versions");
@@ -230,30 +208,15 @@ static void list_usage(FILE *f)
           f);
 }
 
-int cmd_models_list(struct cli *c, int argc, char **argv)
+static int run_list(struct cli *c, const struct models_cmd *x, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"filter", 'f', true, OPT_FILTER}, {"json", 0, false, OPT_JSON},
-        {0}};
-    static const struct cli_syntax syntax = {"models list", opts, list_usage, 0};
-    const char *filter = NULL, *v;
-    bool json = false;
-    struct cli_args a;
-    cli_args_init(&a, c, &syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_JSON: json = true; break;
-        case OPT_FILTER: filter = v; break;
-        default: return a.exit;
-        }
-    }
     struct store_txn *t;
     if (cli_begin(c, &t) != CLI_OK)
         return CLI_FAIL;
     struct model_list l = {0};
-    int rc = gather_list(t, filter, &l);
+    int rc = gather_list(t, e->filter, &l);
     store_abort(t);
-    if (rc == CLI_OK && json) {
+    if (rc == CLI_OK && e->json) {
         struct json j;
         json_init(&j, stdout);
         json_begin_array(&j, false);
@@ -267,6 +230,12 @@ int cmd_models_list(struct cli *c, int argc, char **argv)
     model_list_free(&l);
     return rc;
 }
+
+static const struct cli_option list_opts[] = {
+    CLI_COMMON_OPTIONS, {"filter", 'f', true, MODELS_OPT_FILTER},
+    {"json", 0, false, MODELS_OPT_JSON}, {0}};
+const struct models_cmd models_list_cmd = {{"models list", list_opts, list_usage, 0}, {NULL},
+                                           NULL, run_list};
 
 /* ---- show NAME, versions NAME ---- */
 
@@ -323,16 +292,7 @@ static int print_model(const struct model_row *r)
     table_free(&tb);
     if (e < 0)
         return cli_store_error(e, "cannot print the model");
-    puts("\ntags");
-    if (!r->tags.n)
-        puts("  (none)");
-    for (size_t i = 0; i + 1 < r->tags.n; i += 2) {
-        fputs("  ", stdout);
-        print_text(stdout, r->tags.v[i]);
-        fputs(" = ", stdout);
-        print_text(stdout, r->tags.v[i + 1]);
-        fputc('\n', stdout);
-    }
+    cli_print_pairs("tags", &r->tags);
     puts("\naliases");
     if (!r->aliases.n)
         puts("  (none)");
@@ -343,6 +303,45 @@ static int print_model(const struct model_row *r)
     }
     puts("\nversions");
     return print_versions_table(r, "  ", false);
+}
+
+/* Reads model name in t, ends t, then prints the model: one JSON document written by
+ * json_fn, or text by text_fn. */
+static int read_and_print(struct store_txn *t, const char *name, bool json,
+                          void (*json_fn)(struct json *j, const struct model_row *r),
+                          int (*text_fn)(const struct model_row *r))
+{
+    struct model_row r = {0};
+    int rc = gather_model(t, name, &r);
+    store_abort(t);
+    if (rc == CLI_OK && json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_fn(&j, &r);
+        json_finish(&j);
+    } else if (rc == CLI_OK) {
+        rc = text_fn(&r);
+    }
+    model_row_free(&r);
+    return rc;
+}
+
+static void json_model_versions(struct json *j, const struct model_row *r)
+{
+    json_model(j, r, true);
+}
+
+static void json_versions(struct json *j, const struct model_row *r)
+{
+    json_begin_array(j, false);
+    for (size_t i = 0; i < r->nversions; i++)
+        json_version(j, &r->versions[i], &r->aliases);
+    json_end_array(j);
+}
+
+static int print_versions(const struct model_row *r)
+{
+    return print_versions_table(r, "", true);
 }
 
 static void show_usage(FILE *f)
@@ -362,48 +361,22 @@ static void show_usage(FILE *f)
           f);
 }
 
-int cmd_models_show(struct cli *c, int argc, char **argv)
+static int run_show(struct cli *c, const struct models_cmd *x, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"json", 0, false, OPT_JSON}, {0}};
-    static const struct cli_syntax syntax = {"models show", opts, show_usage, 2};
-    const char *pos[2] = {0}, *v;
-    int n = 0;
-    bool json = false;
-    struct cli_args a;
-    cli_args_init(&a, c, &syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_JSON: json = true; break;
-        case CLI_ARG_POSITIONAL: pos[n++] = v; break;
-        default: return a.exit;
-        }
-    }
-    if (!n)
-        return cli_usage_error(syntax.cmd, "missing NAME");
     struct store_txn *t;
     if (cli_begin(c, &t) != CLI_OK)
         return CLI_FAIL;
     struct models_ref ref;
-    int rc = models_resolve(t, syntax.cmd, pos[0], pos[1], false, &ref, NULL);
+    int rc = models_resolve(t, x->syntax.cmd, e->pos[0], e->pos[1], false, &ref, NULL);
     if (rc != CLI_OK || ref.has_version) {
         store_abort(t);
-        return rc != CLI_OK ? rc : models_show_version(c, pos[0], pos[1], json);
+        return rc != CLI_OK ? rc : models_show_version(c, e->pos[0], e->pos[1], e->json);
     }
-    struct model_row r = {0};
-    rc = gather_model(t, ref.name, &r);
-    store_abort(t);
-    if (rc == CLI_OK && json) {
-        struct json j;
-        json_init(&j, stdout);
-        json_model(&j, &r, true);
-        json_finish(&j);
-    } else if (rc == CLI_OK) {
-        rc = print_model(&r);
-    }
-    model_row_free(&r);
-    return rc;
+    return read_and_print(t, ref.name, e->json, json_model_versions, print_model);
 }
+
+const struct models_cmd models_show_cmd = {{"models show", cli_json_options, show_usage, 2},
+                                           {"NAME"}, NULL, run_show};
 
 static void versions_usage(FILE *f)
 {
@@ -420,37 +393,16 @@ static void versions_usage(FILE *f)
           f);
 }
 
-int cmd_models_versions(struct cli *c, int argc, char **argv)
+static int run_versions(struct cli *c, const struct models_cmd *x, const struct models_args *e)
 {
-    static const struct cli_syntax syntax = {"models versions", cli_json_options,
-                                             versions_usage, 1};
-    const char *name = NULL;
-    bool json = false;
-    int parsed = cli_args_json(c, &syntax, argc, argv, &json, &name);
-    if (parsed != CLI_ARG_END)
-        return parsed;
-    if (!name)
-        return cli_usage_error(syntax.cmd, "missing NAME");
     struct store_txn *t;
     if (cli_begin(c, &t) != CLI_OK)
         return CLI_FAIL;
-    struct model_row r = {0};
-    int rc = gather_model(t, name, &r);
-    store_abort(t);
-    if (rc == CLI_OK && json) {
-        struct json j;
-        json_init(&j, stdout);
-        json_begin_array(&j, false);
-        for (size_t i = 0; i < r.nversions; i++)
-            json_version(&j, &r.versions[i], &r.aliases);
-        json_end_array(&j);
-        json_finish(&j);
-    } else if (rc == CLI_OK) {
-        rc = print_versions_table(&r, "", true);
-    }
-    model_row_free(&r);
-    return rc;
+    return read_and_print(t, e->pos[0], e->json, json_versions, print_versions);
 }
+
+const struct models_cmd models_versions_cmd = {
+    {"models versions", cli_json_options, versions_usage, 1}, {"NAME"}, NULL, run_versions};
 
 /* ---- history ---- */
 
@@ -604,47 +556,24 @@ static void history_usage(FILE *f)
           f);
 }
 
-int cmd_models_history(struct cli *c, int argc, char **argv)
+static int run_history(struct cli *c, const struct models_cmd *x, const struct models_args *e)
 {
-    static const struct cli_option opts[] = {
-        CLI_COMMON_OPTIONS, {"limit", 'n', true, OPT_LIMIT}, {"json", 0, false, OPT_JSON},
-        {0}};
-    static const struct cli_syntax syntax = {"models history", opts, history_usage, 1};
-    const char *name = NULL, *v;
-    size_t limit = 50;
-    bool json = false;
-    struct cli_args a;
-    cli_args_init(&a, c, &syntax, argc, argv);
-    for (int o; (o = cli_args_next(&a, &v)) != CLI_ARG_END;) {
-        switch (o) {
-        case OPT_JSON: json = true; break;
-        case OPT_LIMIT: {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(v, &end, 10);
-            if (*v < '0' || *v > '9' || *end || errno || n == 0 || n > 10000)
-                return cli_usage_error(syntax.cmd, "--limit wants a number from 1 to "
-                                                   "10000, not '%s'",
-                                       v);
-            limit = (size_t)n;
-            break;
-        }
-        case CLI_ARG_POSITIONAL: name = v; break;
-        default: return a.exit;
-        }
-    }
-    if (!name)
-        return cli_usage_error(syntax.cmd, "missing NAME");
     struct store_txn *t;
     if (cli_begin(c, &t) != CLI_OK)
         return CLI_FAIL;
     struct events l = {0};
-    int rc = gather_history(t, name, limit, &l);
+    int rc = gather_history(t, e->pos[0], e->limit ? e->limit : 50, &l);
     store_abort(t);
-    if (rc == CLI_OK && json)
+    if (rc == CLI_OK && e->json)
         print_history_json(&l);
     else if (rc == CLI_OK)
         rc = print_history_table(&l);
     free(l.v);
     return rc;
 }
+
+static const struct cli_option history_opts[] = {
+    CLI_COMMON_OPTIONS, {"limit", 'n', true, MODELS_OPT_LIMIT},
+    {"json", 0, false, MODELS_OPT_JSON}, {0}};
+const struct models_cmd models_history_cmd = {
+    {"models history", history_opts, history_usage, 1}, {"NAME"}, NULL, run_history};

@@ -3,7 +3,8 @@
  * One read transaction gathers the run's row, its experiment's name, params, tags, the
  * summary of every metric (latest, count, min, max: the store keeps them, so no history is
  * read) and its artifacts; then the transaction ends and the run is printed as sections of
- * text, or as one JSON object.
+ * text, or as one JSON object. The pieces that the models commands print of a run too (its
+ * key/value pairs, its metric summaries) are here, shared through cli.h.
  */
 #include "cli.h"
 #include "registry.h"
@@ -14,48 +15,76 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct metric_row {
-    char *key;
-    struct store_metric_summary s;
-};
-
 struct run_details {
     struct store_run run;
     struct store_experiment experiment;
     bool has_experiment;
     struct cli_strv params; /* key, value, key, value, ... in key order */
     struct cli_strv tags;
-    struct metric_row *metrics;
-    size_t nmetrics, metrics_cap;
+    struct cli_metrics metrics;
     struct cli_artifacts artifacts;
     struct cli_strv versions; /* "model", "3", ...: the model versions made from the run */
 };
 
-static int collect_pair(const char *key, const char *value, void *arg)
+/* ---- key/value pairs and metric summaries, shared with the models commands (cli.h) ---- */
+
+int cli_collect_pair(const char *key, const char *value, void *arg)
 {
     int r = cli_strv_add(arg, key);
     return r < 0 ? r : cli_strv_add(arg, value);
 }
 
-static int collect_metric(const char *key, const struct store_metric_summary *s, void *arg)
+void cli_print_pairs(const char *title, const struct cli_strv *kv)
 {
-    struct run_details *d = arg;
-    struct metric_row m = {.key = strdup(key), .s = *s};
+    printf("\n%s\n", title);
+    if (!kv->n)
+        puts("  (none)");
+    for (size_t i = 0; i + 1 < kv->n; i += 2) {
+        fputs("  ", stdout);
+        print_text(stdout, kv->v[i]);
+        fputs(" = ", stdout);
+        print_text(stdout, kv->v[i + 1]);
+        fputc('\n', stdout);
+    }
+}
+
+void cli_json_pairs(struct json *j, const char *name, const struct cli_strv *kv)
+{
+    json_key(j, name);
+    json_begin_object(j, false);
+    for (size_t i = 0; i + 1 < kv->n; i += 2)
+        json_kv_string(j, kv->v[i], kv->v[i + 1]);
+    json_end_object(j);
+}
+
+int cli_collect_metric(const char *key, const struct store_metric_summary *s, void *arg)
+{
+    struct cli_metrics *l = arg;
+    struct cli_metric m = {.key = strdup(key), .s = *s};
     if (!m.key)
         return -ENOMEM;
-    int r = cli_push(&d->metrics, &d->nmetrics, &d->metrics_cap, sizeof m, &m);
+    int r = cli_push(&l->v, &l->n, &l->cap, sizeof m, &m);
     if (r < 0)
         free(m.key);
     return r;
 }
 
+void cli_metrics_free(struct cli_metrics *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].key);
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+/* ---- runs show ---- */
+
 static void run_details_free(struct run_details *d)
 {
     cli_strv_free(&d->params);
     cli_strv_free(&d->tags);
-    for (size_t i = 0; i < d->nmetrics; i++)
-        free(d->metrics[i].key);
-    free(d->metrics);
+    cli_metrics_free(&d->metrics);
     free(d->artifacts.v);
     cli_strv_free(&d->versions);
 }
@@ -87,15 +116,15 @@ static int gather_run(struct cli *c, const char *arg, struct run_details *d)
     }
     if (r == 0) {
         what = "params";
-        r = store_params_foreach(t, id, collect_pair, &d->params);
+        r = store_params_foreach(t, id, cli_collect_pair, &d->params);
     }
     if (r == 0) {
         what = "tags";
-        r = store_tags_foreach(t, id, collect_pair, &d->tags);
+        r = store_tags_foreach(t, id, cli_collect_pair, &d->tags);
     }
     if (r == 0) {
         what = "metrics";
-        r = store_metric_keys_foreach(t, id, collect_metric, d);
+        r = store_metric_keys_foreach(t, id, cli_collect_metric, &d->metrics);
     }
     if (r == 0) {
         what = "artifacts";
@@ -154,20 +183,6 @@ static int print_info(const struct run_details *d)
     return err;
 }
 
-static void print_pairs(const char *title, const struct cli_strv *kv)
-{
-    printf("\n%s\n", title);
-    if (!kv->n)
-        puts("  (none)");
-    for (size_t i = 0; i + 1 < kv->n; i += 2) {
-        fputs("  ", stdout);
-        print_text(stdout, kv->v[i]);
-        fputs(" = ", stdout);
-        print_text(stdout, kv->v[i + 1]);
-        fputc('\n', stdout);
-    }
-}
-
 static void cell_double(struct table *tb, double v, bool nan_is_none)
 {
     char buf[40];
@@ -182,7 +197,7 @@ static void cell_double(struct table *tb, double v, bool nan_is_none)
 static int print_metrics(const struct run_details *d)
 {
     puts("\nmetrics");
-    if (!d->nmetrics) {
+    if (!d->metrics.n) {
         puts("  (none)");
         return 0;
     }
@@ -191,8 +206,8 @@ static int print_metrics(const struct run_details *d)
     static const char *const head[] = {"KEY", "LATEST", "STEP", "COUNT", "MIN", "MAX"};
     for (size_t i = 0; i < 6; i++)
         table_cell(&tb, head[i]);
-    for (size_t i = 0; i < d->nmetrics; i++) {
-        const struct metric_row *m = &d->metrics[i];
+    for (size_t i = 0; i < d->metrics.n; i++) {
+        const struct cli_metric *m = &d->metrics.v[i];
         table_cell(&tb, m->key);
         cell_double(&tb, m->s.latest.value, false);
         table_cellf(&tb, "%" PRId64, m->s.latest.step);
@@ -231,15 +246,6 @@ static int print_artifacts(const struct run_details *d)
 
 /* ---- JSON ---- */
 
-static void json_pairs(struct json *j, const char *name, const struct cli_strv *kv)
-{
-    json_key(j, name);
-    json_begin_object(j, false);
-    for (size_t i = 0; i + 1 < kv->n; i += 2)
-        json_kv_string(j, kv->v[i], kv->v[i + 1]);
-    json_end_object(j);
-}
-
 /* min and max are null when the series holds no value that is not NaN. */
 static void json_kv_double_or_null(struct json *j, const char *key, double v)
 {
@@ -254,8 +260,8 @@ static void json_metrics(struct json *j, const struct run_details *d)
 {
     json_key(j, "metrics");
     json_begin_array(j, false);
-    for (size_t i = 0; i < d->nmetrics; i++) {
-        const struct metric_row *m = &d->metrics[i];
+    for (size_t i = 0; i < d->metrics.n; i++) {
+        const struct cli_metric *m = &d->metrics.v[i];
         json_begin_object(j, true);
         json_kv_string(j, "key", m->key);
         json_key(j, "latest");
@@ -305,8 +311,8 @@ static void print_run_json(const struct run_details *d)
         json_null(&j);
     }
     json_end_object(&j);
-    json_pairs(&j, "params", &d->params);
-    json_pairs(&j, "tags", &d->tags);
+    cli_json_pairs(&j, "params", &d->params);
+    cli_json_pairs(&j, "tags", &d->tags);
     json_metrics(&j, d);
     json_artifacts(&j, d);
     json_key(&j, "model_versions");
@@ -357,8 +363,8 @@ int cmd_runs_show(struct cli *c, int argc, char **argv)
         print_run_json(&d);
     } else if (rc == CLI_OK) {
         int r = print_info(&d);
-        print_pairs("params", &d.params);
-        print_pairs("tags", &d.tags);
+        cli_print_pairs("params", &d.params);
+        cli_print_pairs("tags", &d.tags);
         if (r == 0)
             r = print_metrics(&d);
         if (r == 0)

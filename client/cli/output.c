@@ -210,6 +210,15 @@ void json_kv_double(struct json *j, const char *key, double v)
     json_double(j, v);
 }
 
+void json_kv_string_or_null(struct json *j, const char *key, const char *s)
+{
+    json_key(j, key);
+    if (s)
+        json_string(j, s);
+    else
+        json_null(j);
+}
+
 /* ---- numbers, times ---- */
 
 void format_double_csv(char *buf, size_t len, double v)
