@@ -201,6 +201,31 @@ bool rg_order_ok(struct mf *m, bool versions)
     return true;
 }
 
+bool rg_search_query(struct mf *m, bool versions, unsigned max_max, struct store_rm_query *q)
+{
+    int64_t max = 0;
+    mf_str(m, "filter", false, &q->filter);
+    if (m->failed || (!mf_i64(m, "max_results", false, &max) && m->failed) ||
+        (mf_str(m, "page_token", false, &q->page_token), m->failed) || !rg_order_ok(m, versions))
+        return false;
+    if (max < 0 || (uint64_t)max > max_max) {
+        mf_invalid(m, "Invalid value for request parameter max_results. It must be at most %u, "
+                   "but got value %" PRId64, max_max, max);
+        return false;
+    }
+    q->max_results = (size_t)max;
+    return true;
+}
+
+bool rg_search_ok(struct mf *m, int rc, const char *errbuf)
+{
+    if (rc == -EINVAL)
+        mf_invalid(m, "%s", errbuf[0] ? errbuf : store_rm_strerror(rc));
+    else if (rc < 0)
+        rg_fail(m, rc, "", 0, NULL);
+    return rc >= 0;
+}
+
 /* ---- JSON --------------------------------------------------------------------------------- */
 
 static int add_tag(const char *key, const char *value, void *arg)
@@ -243,6 +268,14 @@ static void set_str(json_t *o, const char *key, const char *s)
 {
     if (s && *s)
         json_object_set_new(o, key, mf_jstr(s));
+}
+
+void rg_reply_page(struct mf *m, const char *key, json_t *items, const char *next_page_token)
+{
+    json_t *body = json_object();
+    set_list(body, key, items);
+    set_str(body, "next_page_token", next_page_token);
+    mf_ok(m, body);
 }
 
 json_t *rg_version_json(struct store_txn *t, const struct store_mv *v)
@@ -311,44 +344,38 @@ json_t *rg_model_json(struct store_txn *t, const struct store_rm *r)
     return o;
 }
 
-void rg_reply_version(struct mf *m, const char *name, uint64_t version)
+/* {"model_version": ...} of name's version, or {"registered_model": ...} of name when version
+ * is 0, in a fresh read transaction. */
+static void reply_record(struct mf *m, const char *name, uint64_t version)
 {
     struct store_txn *t;
-    struct store_mv *v = malloc(sizeof *v);
-    if (!v) {
+    union {
+        struct store_mv v;
+        struct store_rm r;
+    } *u = malloc(sizeof *u);
+    if (!u) {
         mf_error(m, 500, "INTERNAL_ERROR", "out of memory");
         return;
     }
     if (mf_begin_read(m, &t)) {
-        int rc = store_mv_get(t, name, version, v);
-        if (rc == 0)
-            mf_ok(m, json_pack("{s:o}", "model_version", rg_version_json(t, v)));
-        else
+        int rc = version ? store_mv_get(t, name, version, &u->v) : store_rm_get(t, name, &u->r);
+        if (rc)
             rg_fail(m, rc, name, version, NULL);
+        else if (version)
+            mf_ok(m, json_pack("{s:o}", "model_version", rg_version_json(t, &u->v)));
+        else
+            mf_ok(m, json_pack("{s:o}", "registered_model", rg_model_json(t, &u->r)));
         store_abort(t);
     }
-    free(v);
+    free(u);
 }
 
-/* {"registered_model": ...} of name, in a fresh read transaction. */
-static void reply_model(struct mf *m, const char *name)
+void rg_reply_version(struct mf *m, const char *name, uint64_t version)
 {
-    struct store_txn *t;
-    struct store_rm *r = malloc(sizeof *r);
-    if (!r) {
-        mf_error(m, 500, "INTERNAL_ERROR", "out of memory");
-        return;
-    }
-    if (mf_begin_read(m, &t)) {
-        int rc = store_rm_get(t, name, r);
-        if (rc == 0)
-            mf_ok(m, json_pack("{s:o}", "registered_model", rg_model_json(t, r)));
-        else
-            rg_fail(m, rc, name, 0, NULL);
-        store_abort(t);
-    }
-    free(r);
+    reply_record(m, name, version);
 }
+
+static void reply_model(struct mf *m, const char *name) { reply_record(m, name, 0); }
 
 /* ---- registered models -------------------------------------------------------------------- */
 
@@ -386,17 +413,14 @@ static int rm_op_tx(struct store_txn *t, void *arg)
     case RM_DESCRIBE: return store_rm_set_description(t, o->name, o->text, &o->by);
     case RM_DELETE: return store_rm_delete(t, o->name, &o->by);
     case RM_TAG: return store_rm_tag_set(t, o->name, o->key, o->value, &o->by);
-    case RM_DELTAG:
-        /* MLflow: a tag that is not there is no error; a model that is not there is */
-        if ((rc = store_rm_get(t, o->name, &r)) < 0)
-            return rc;
-        rc = store_rm_tag_delete(t, o->name, o->key, &o->by);
-        return rc == -ENOENT ? 0 : rc;
     case RM_ALIAS: return store_rm_alias_set(t, o->name, o->key, o->version, &o->by);
+    case RM_DELTAG:
     case RM_DELALIAS:
+        /* MLflow: a tag or alias that is not there is no error; a model that is not there is */
         if ((rc = store_rm_get(t, o->name, &r)) < 0)
             return rc;
-        rc = store_rm_alias_delete(t, o->name, o->key, &o->by);
+        rc = o->op == RM_DELTAG ? store_rm_tag_delete(t, o->name, o->key, &o->by)
+                                : store_rm_alias_delete(t, o->name, o->key, &o->by);
         return rc == -ENOENT ? 0 : rc;
     }
     return -EINVAL;
@@ -604,37 +628,22 @@ static void rm_latest(struct mf *m)
 static void rm_search(struct mf *m)
 {
     struct store_rm_query q = {0};
-    int64_t max = 0;
     char errbuf[256] = "";
-    mf_str(m, "filter", false, &q.filter);
-    if (m->failed || (!mf_i64(m, "max_results", false, &max) && m->failed) ||
-        (mf_str(m, "page_token", false, &q.page_token), m->failed) || !rg_order_ok(m, false))
+    if (!rg_search_query(m, false, STORE_RM_SEARCH_MAX_MAX, &q))
         return;
-    if (max < 0 || (uint64_t)max > STORE_RM_SEARCH_MAX_MAX) {
-        mf_invalid(m, "Invalid value for request parameter max_results. It must be at most %u, "
-                   "but got value %" PRId64, STORE_RM_SEARCH_MAX_MAX, max);
-        return;
-    }
-    q.max_results = (size_t)max;
     struct store_txn *t;
     struct store_rm_page page = {0};
     if (!mf_begin_read(m, &t))
         return;
     int rc = store_rm_search(t, &q, &page, errbuf, sizeof errbuf);
-    if (rc == -EINVAL) {
-        mf_invalid(m, "%s", errbuf[0] ? errbuf : store_rm_strerror(rc));
-    } else if (rc < 0) {
-        rg_fail(m, rc, "", 0, NULL);
-    } else {
-        json_t *arr = json_array(), *body = json_object();
+    if (rg_search_ok(m, rc, errbuf)) {
+        json_t *arr = json_array();
         struct store_rm *r = malloc(sizeof *r);
         for (size_t i = 0; r && i < page.n; i++)
             if (store_rm_get(t, page.names[i], r) == 0)
                 json_array_append_new(arr, rg_model_json(t, r));
         free(r);
-        set_list(body, "registered_models", arr);
-        set_str(body, "next_page_token", page.next_page_token);
-        mf_ok(m, body);
+        rg_reply_page(m, "registered_models", arr, page.next_page_token);
     }
     store_rm_page_free(&page);
     store_abort(t);

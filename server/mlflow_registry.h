@@ -31,12 +31,21 @@ int rg_update(struct mf *m, int (*fn)(struct store_txn *t, void *arg), void *arg
 /* order_by: only the store's own order is served (models by name; versions by name, then
  * version highest first); anything else fails the request. */
 bool rg_order_ok(struct mf *m, bool versions);
+/* A search's filter, max_results (0 to max_max), page_token and order_by (rg_order_ok) into
+ * q; fails the request otherwise. */
+bool rg_search_query(struct mf *m, bool versions, unsigned max_max, struct store_rm_query *q);
+/* Answers a search's store error (-EINVAL in the store's words of errbuf, when it has some);
+ * true when rc is no error and the page is to be answered. */
+bool rg_search_ok(struct mf *m, int rc, const char *errbuf);
 
 /* JSON shapes. A version carries its tags, its aliases and sidetrack_digest (when known). */
 json_t *rg_version_json(struct store_txn *t, const struct store_mv *v);
 json_t *rg_model_json(struct store_txn *t, const struct store_rm *r);
 /* A version in a fresh read transaction as {"model_version": ...}, answered. */
 void rg_reply_version(struct mf *m, const char *name, uint64_t version);
+/* A page of search results as {key: items, next_page_token}, each left out when empty,
+ * answered (items is taken). */
+void rg_reply_page(struct mf *m, const char *key, json_t *items, const char *next_page_token);
 
 /* The handlers of mlflow_registry_mv.c. */
 void rg_mv_create(struct mf *m);

@@ -258,41 +258,22 @@ void rg_mv_download_uri(struct mf *m)
 void rg_mv_search(struct mf *m)
 {
     struct store_rm_query q = {0};
-    int64_t max = 0;
     char errbuf[256] = "";
-    mf_str(m, "filter", false, &q.filter);
-    if (m->failed || (!mf_i64(m, "max_results", false, &max) && m->failed) ||
-        (mf_str(m, "page_token", false, &q.page_token), m->failed) || !rg_order_ok(m, true))
+    if (!rg_search_query(m, true, STORE_MV_SEARCH_MAX_MAX, &q))
         return;
-    if (max < 0 || (uint64_t)max > STORE_MV_SEARCH_MAX_MAX) {
-        mf_invalid(m, "Invalid value for request parameter max_results. It must be at most %u, "
-                   "but got value %" PRId64, STORE_MV_SEARCH_MAX_MAX, max);
-        return;
-    }
-    q.max_results = (size_t)max;
     struct store_txn *t;
     struct store_mv_page page = {0};
     if (!mf_begin_read(m, &t))
         return;
     int rc = store_mv_search(t, &q, &page, errbuf, sizeof errbuf);
-    if (rc == -EINVAL) {
-        mf_invalid(m, "%s", errbuf[0] ? errbuf : store_rm_strerror(rc));
-    } else if (rc < 0) {
-        rg_fail(m, rc, "", 0, NULL);
-    } else {
-        json_t *arr = json_array(), *body = json_object();
+    if (rg_search_ok(m, rc, errbuf)) {
+        json_t *arr = json_array();
         struct store_mv *v = malloc(sizeof *v);
         for (size_t i = 0; v && i < page.n; i++)
             if (store_mv_get(t, page.refs[i].name, page.refs[i].version, v) == 0)
                 json_array_append_new(arr, rg_version_json(t, v));
         free(v);
-        if (json_array_size(arr))
-            json_object_set_new(body, "model_versions", arr);
-        else
-            json_decref(arr);
-        if (page.next_page_token[0])
-            json_object_set_new(body, "next_page_token", json_string(page.next_page_token));
-        mf_ok(m, body);
+        rg_reply_page(m, "model_versions", arr, page.next_page_token);
     }
     store_mv_page_free(&page);
     store_abort(t);

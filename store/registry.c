@@ -160,6 +160,74 @@ void rg_mvkey(uint8_t k[16], uint64_t id, uint64_t version)
     st_be64(k + 8, version);
 }
 
+int rg_rec_decode(const MDB_val *v, const struct rg_field *f, size_t nf, void *rec)
+{
+    struct st_mpr r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size};
+    uint32_t n;
+    int rc = st_mpr_map(&r, &n);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < n; i++) {
+        struct st_mp_val k, val;
+        if ((rc = st_mpr_val(&r, &k)) < 0 || (rc = st_mpr_val(&r, &val)) < 0)
+            return rc;
+        const struct rg_field *d = f;
+        while (d < f + nf && !st_mp_key_is(&k, d->key))
+            d++;
+        if (d == f + nf)
+            continue;
+        void *p = (char *)rec + d->off;
+        int64_t x = 0;
+        uint64_t u = 0;
+        switch (d->type) {
+        case RG_STR: rc = st_mp_as_str(&val, p, d->size); break;
+        case RG_I64: rc = st_mp_as_i64(&val, p); break;
+        case RG_U64: rc = st_mp_as_u64(&val, p); break;
+        case RG_INT:
+            if ((rc = st_mp_as_i64(&val, &x)) == 0)
+                *(int *)p = (int)x;
+            break;
+        case RG_ENUM:
+            if ((rc = st_mp_as_u64(&val, &u)) == 0)
+                *(int *)p = u <= (uint64_t)d->max ? (int)u : 0;
+            break;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int rg_mpw_put(struct store_txn *t, enum st_db db, const void *key, size_t klen,
+               struct st_mpw *w)
+{
+    int rc = st_mpw_done(w);
+    if (rc == 0)
+        rc = st_put(t, db, key, klen, w->buf, w->len, 0);
+    st_mpw_free(w);
+    return rc;
+}
+
+int rg_rec_put(struct store_txn *t, enum st_db db, const void *key, size_t klen,
+               const struct rg_field *f, size_t nf, const void *rec)
+{
+    struct st_mpw w;
+    st_mpw_init(&w);
+    st_mpw_map(&w, (uint32_t)nf);
+    for (const struct rg_field *d = f; d < f + nf; d++) {
+        const void *p = (const char *)rec + d->off;
+        st_mpw_str(&w, d->key);
+        switch (d->type) {
+        case RG_STR: st_mpw_str(&w, p); break;
+        case RG_I64: st_mpw_int(&w, *(const int64_t *)p); break;
+        case RG_U64: st_mpw_uint(&w, *(const uint64_t *)p); break;
+        case RG_INT: st_mpw_int(&w, *(const int *)p); break;
+        case RG_ENUM: st_mpw_uint(&w, (uint64_t)*(const int *)p); break;
+        }
+    }
+    return rg_mpw_put(t, db, key, klen, &w);
+}
+
 /* Reads meta's counter (absent: 1), hands it out and stores the next one. */
 static int meta_next(struct store_txn *t, const char *key, uint64_t *out)
 {
@@ -204,57 +272,29 @@ int rg_del_prefix(struct store_txn *t, enum st_db db, const void *prefix, size_t
 
 /* ---- models ----------------------------------------------------------------------------- */
 
+#define RM_FIELD(key, type, member) RG_FIELD(struct store_rm, key, type, member)
+static const struct rg_field rm_fields[] = {
+    RM_FIELD("n", RG_STR, name),
+    RM_FIELD("d", RG_STR, description),
+    RM_FIELD("c", RG_I64, created_ms),
+    RM_FIELD("u", RG_I64, updated_ms),
+    RM_FIELD("lv", RG_U64, last_version),
+};
+#define RM_NFIELDS (sizeof rm_fields / sizeof *rm_fields)
+
 static int rm_decode(const MDB_val *v, uint64_t id, struct store_rm *out)
 {
-    struct st_mpr r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size};
-    uint32_t n;
-    int rc = st_mpr_map(&r, &n);
-    if (rc)
-        return rc;
     memset(out, 0, sizeof *out);
     out->id = id;
-    for (uint32_t i = 0; i < n; i++) {
-        struct st_mp_val k, val;
-        if ((rc = st_mpr_val(&r, &k)) < 0 || (rc = st_mpr_val(&r, &val)) < 0)
-            return rc;
-        if (st_mp_key_is(&k, "n"))
-            rc = st_mp_as_str(&val, out->name, sizeof out->name);
-        else if (st_mp_key_is(&k, "d"))
-            rc = st_mp_as_str(&val, out->description, sizeof out->description);
-        else if (st_mp_key_is(&k, "c"))
-            rc = st_mp_as_i64(&val, &out->created_ms);
-        else if (st_mp_key_is(&k, "u"))
-            rc = st_mp_as_i64(&val, &out->updated_ms);
-        else if (st_mp_key_is(&k, "lv"))
-            rc = st_mp_as_u64(&val, &out->last_version);
-        if (rc < 0)
-            return rc;
-    }
-    return out->name[0] ? 0 : -EBADMSG;
+    int rc = rg_rec_decode(v, rm_fields, RM_NFIELDS, out);
+    return rc ? rc : out->name[0] ? 0 : -EBADMSG;
 }
 
 static int rm_save(struct store_txn *t, const struct store_rm *m)
 {
-    struct st_mpw w;
-    st_mpw_init(&w);
-    st_mpw_map(&w, 5);
-    st_mpw_str(&w, "n");
-    st_mpw_str(&w, m->name);
-    st_mpw_str(&w, "d");
-    st_mpw_str(&w, m->description);
-    st_mpw_str(&w, "c");
-    st_mpw_int(&w, m->created_ms);
-    st_mpw_str(&w, "u");
-    st_mpw_int(&w, m->updated_ms);
-    st_mpw_str(&w, "lv");
-    st_mpw_uint(&w, m->last_version);
     uint8_t key[8];
     st_be64(key, m->id);
-    int rc = st_mpw_done(&w);
-    if (rc == 0)
-        rc = st_put(t, DB_RM, key, 8, w.buf, w.len, 0);
-    st_mpw_free(&w);
-    return rc;
+    return rg_rec_put(t, DB_RM, key, 8, rm_fields, RM_NFIELDS, m);
 }
 
 int store_rm_get_id(struct store_txn *t, uint64_t id, struct store_rm *out)
@@ -328,10 +368,7 @@ int rg_hist_put(struct store_txn *t, const struct store_rm *m, const struct stor
     st_mpw_str(&w, c->after ? c->after : "");
     uint8_t key[16];
     rg_mvkey(key, m->id, seq);
-    if ((rc = st_mpw_done(&w)) == 0)
-        rc = st_put(t, DB_RM_HIST, key, 16, w.buf, w.len, 0);
-    st_mpw_free(&w);
-    return rc;
+    return rg_mpw_put(t, DB_RM_HIST, key, 16, &w);
 }
 
 /* Stamps the model as changed now and saves it, then records the change. */

@@ -12,6 +12,7 @@
  * them), so that the manifest stays byte-identical.
  */
 #include "registry.h"
+#include "store_internal.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -19,22 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* 32 hex digits followed by '/' or the end; copied lowercase. */
 static int take_run(const char *s, char run_hex[33], const char **rest)
 {
     for (int i = 0; i < 32; i++) {
-        if (hexval(s[i]) < 0)
+        if (st_hexval(s[i]) < 0)
             return -EINVAL;
         run_hex[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 'a' : s[i]);
     }
@@ -158,16 +148,13 @@ static int cmp_rel(const void *a, const void *b)
 /* Feeds one manifest line as sha256sum writes it. */
 static int feed_line(EVP_MD_CTX *ctx, const struct mf_line *l)
 {
-    static const char digits[] = "0123456789abcdef";
     char head[1 + 64 + 2];
     size_t h = 0;
     bool esc = strpbrk(l->rel, "\\\n\r") != NULL;
     if (esc)
         head[h++] = '\\';
-    for (int i = 0; i < 32; i++) {
-        head[h++] = digits[l->sha[i] >> 4];
-        head[h++] = digits[l->sha[i] & 15];
-    }
+    st_hex(l->sha, 32, head + h); /* its NUL lands where the first space goes */
+    h += 64;
     head[h++] = ' ';
     head[h++] = ' ';
     if (!EVP_DigestUpdate(ctx, head, h))
@@ -208,12 +195,7 @@ int store_mv_digest(struct store_txn *t, const uint8_t run[16], const char *path
     if (rc >= 0 && !EVP_DigestFinal_ex(ctx, md, &mdlen))
         rc = -EIO;
     if (rc >= 0) {
-        static const char digits[] = "0123456789abcdef";
-        for (int i = 0; i < 32; i++) {
-            hex[2 * i] = digits[md[i] >> 4];
-            hex[2 * i + 1] = digits[md[i] & 15];
-        }
-        hex[64] = '\0';
+        st_hex(md, 32, hex);
         if (files)
             *files = g.n;
         if (bytes)

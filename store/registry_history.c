@@ -41,6 +41,21 @@ const char *store_rm_change_name(int kind)
                                                                             : "unknown";
 }
 
+#define EV_FIELD(key, type, member) RG_FIELD(struct store_rm_event, key, type, member)
+static const struct rg_field ev_fields[] = {
+    EV_FIELD("t", RG_I64, time_ms),
+    {"k", RG_ENUM, offsetof(struct store_rm_event, kind), sizeof(int), STORE_RM_ALIAS_ROLLBACK},
+    EV_FIELD("a", RG_STR, actor),
+    EV_FIELD("m", RG_STR, model),
+    EV_FIELD("v", RG_U64, version),
+    EV_FIELD("key", RG_STR, key),
+    EV_FIELD("fv", RG_U64, from_version),
+    EV_FIELD("tv", RG_U64, to_version),
+    EV_FIELD("ud", RG_U64, undoes),
+    EV_FIELD("b", RG_STR, before),
+    EV_FIELD("af", RG_STR, after),
+};
+
 static int ev_decode(const MDB_val *k, const MDB_val *v, struct store_rm_event *e)
 {
     if (k->mv_size != 16)
@@ -48,42 +63,8 @@ static int ev_decode(const MDB_val *k, const MDB_val *v, struct store_rm_event *
     memset(e, 0, sizeof *e);
     e->model_id = st_rd_be64(k->mv_data);
     e->seq = st_rd_be64((const uint8_t *)k->mv_data + 8);
-    struct st_mpr r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size};
-    uint32_t n;
-    int rc = st_mpr_map(&r, &n);
-    if (rc)
-        return rc;
-    for (uint32_t i = 0; i < n; i++) {
-        struct st_mp_val key, val;
-        uint64_t u = 0;
-        if ((rc = st_mpr_val(&r, &key)) < 0 || (rc = st_mpr_val(&r, &val)) < 0)
-            return rc;
-        if (st_mp_key_is(&key, "t"))
-            rc = st_mp_as_i64(&val, &e->time_ms);
-        else if (st_mp_key_is(&key, "k") && (rc = st_mp_as_u64(&val, &u)) == 0)
-            e->kind = u <= STORE_RM_ALIAS_ROLLBACK ? (int)u : 0;
-        else if (st_mp_key_is(&key, "a"))
-            rc = st_mp_as_str(&val, e->actor, sizeof e->actor);
-        else if (st_mp_key_is(&key, "m"))
-            rc = st_mp_as_str(&val, e->model, sizeof e->model);
-        else if (st_mp_key_is(&key, "v"))
-            rc = st_mp_as_u64(&val, &e->version);
-        else if (st_mp_key_is(&key, "key"))
-            rc = st_mp_as_str(&val, e->key, sizeof e->key);
-        else if (st_mp_key_is(&key, "fv"))
-            rc = st_mp_as_u64(&val, &e->from_version);
-        else if (st_mp_key_is(&key, "tv"))
-            rc = st_mp_as_u64(&val, &e->to_version);
-        else if (st_mp_key_is(&key, "ud"))
-            rc = st_mp_as_u64(&val, &e->undoes);
-        else if (st_mp_key_is(&key, "b"))
-            rc = st_mp_as_str(&val, e->before, sizeof e->before);
-        else if (st_mp_key_is(&key, "af"))
-            rc = st_mp_as_str(&val, e->after, sizeof e->after);
-        if (rc < 0)
-            return rc;
-    }
-    return e->kind ? 0 : -EBADMSG;
+    int rc = rg_rec_decode(v, ev_fields, sizeof ev_fields / sizeof *ev_fields, e);
+    return rc ? rc : e->kind ? 0 : -EBADMSG;
 }
 
 /* Calls fn for each history entry of model id with seq < below, newest first; a nonzero

@@ -7,6 +7,8 @@
 #include "registry.h"
 #include "store_internal.h"
 
+#include <stddef.h>
+
 /* One change as the history keeps it (store_rm_event without the parts the writer knows). */
 struct rg_change {
     int kind;             /* enum store_rm_change */
@@ -16,6 +18,33 @@ struct rg_change {
     uint64_t undoes;      /* rollback */
     const char *before, *after;
 };
+
+/* Records are msgpack maps of short keys; a table of fields says where each key's value lives
+ * in the C struct, so that one reader and one writer serve models, versions and history. */
+enum rg_ftype {
+    RG_STR,  /* char[size] */
+    RG_I64,  /* int64_t */
+    RG_U64,  /* uint64_t */
+    RG_INT,  /* int, stored as an integer */
+    RG_ENUM, /* int read from an unsigned integer; one past max reads as 0 (unknown) */
+};
+struct rg_field {
+    const char *key;
+    enum rg_ftype type;
+    size_t off, size; /* size: of an RG_STR's buffer */
+    int max;          /* RG_ENUM */
+};
+#define RG_FIELD(T, key, type, member) \
+    {key, type, offsetof(T, member), sizeof ((T *)0)->member, 0}
+
+/* Reads record v's known keys into rec (others are skipped; absent ones left as they are). */
+int rg_rec_decode(const MDB_val *v, const struct rg_field *f, size_t nf, void *rec);
+/* Writes rec's fields, in the table's order, as the value of key in db. */
+int rg_rec_put(struct store_txn *t, enum st_db db, const void *key, size_t klen,
+               const struct rg_field *f, size_t nf, const void *rec);
+/* Puts the map that w holds (an allocation it failed is reported here) and frees w. */
+int rg_mpw_put(struct store_txn *t, enum st_db db, const void *key, size_t klen,
+               struct st_mpw *w);
 
 /* model id (8) + version (8), big-endian: keys of mv, owners of rm_tags, rm_hist keys. */
 void rg_mvkey(uint8_t k[16], uint64_t id, uint64_t version);
@@ -35,6 +64,13 @@ int rg_alias_move(struct store_txn *t, struct store_rm *m, const char *alias, ui
 /* The common start of a write on a model: a writable txn, a good actor, the model. */
 int rg_rm_for_write(struct store_txn *t, const char *name, const struct store_rm_by *by,
                     struct store_rm *m);
+
+/* A growing list of numbers (version numbers gathered by a walk); v is the caller's to free. */
+struct rg_u64s {
+    uint64_t *v;
+    size_t n, cap;
+};
+int rg_u64s_add(struct rg_u64s *l, uint64_t x);
 
 /* 0 when s is NULL or at most max bytes, else -ENAMETOOLONG. */
 int rg_opt_str(const char *s, size_t max);

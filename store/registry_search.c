@@ -537,8 +537,7 @@ struct mv_search {
     const char *tok_name; /* the page token's model: only versions below tok_version */
     uint64_t tok_version;
     uint64_t below;       /* the current model's versions from here on were handed out */
-    uint64_t *hits;       /* versions of the current model that match, ascending */
-    size_t nhits, cap;
+    struct rg_u64s hits;  /* versions of the current model that match, ascending */
 };
 
 static int mv_hit(const struct store_mv *v, void *arg)
@@ -549,16 +548,7 @@ static int mv_hit(const struct store_mv *v, void *arg)
     int rc = match_version(s->t, s->f, v);
     if (rc <= 0)
         return rc;
-    if (s->nhits == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        uint64_t *n = realloc(s->hits, cap * sizeof *n);
-        if (!n)
-            return -ENOMEM;
-        s->hits = n;
-        s->cap = cap;
-    }
-    s->hits[s->nhits++] = v->version;
-    return 0;
+    return rg_u64s_add(&s->hits, v->version);
 }
 
 static int mv_search_model(const struct store_rm *m, void *arg)
@@ -569,19 +559,19 @@ static int mv_search_model(const struct store_rm *m, void *arg)
     int rc = match_model(s->t, s->f, m, true);
     if (rc <= 0)
         return rc;
-    s->nhits = 0;
+    s->hits.n = 0;
     s->below = s->tok_name && strcmp(m->name, s->tok_name) == 0 ? s->tok_version : 0;
     rc = rg_mv_foreach_model(s->t, m, mv_hit, s);
     if (rc < 0)
         return rc;
     struct store_mv_page *o = s->out;
-    for (size_t i = s->nhits; i-- > 0;) {
+    for (size_t i = s->hits.n; i-- > 0;) {
         if (o->n == s->max) {
             token_make(o->next_page_token, o->refs[o->n - 1].name, o->refs[o->n - 1].version);
             return 1;
         }
         strcpy(o->refs[o->n].name, m->name);
-        o->refs[o->n++].version = s->hits[i];
+        o->refs[o->n++].version = s->hits.v[i];
     }
     return 0;
 }
@@ -617,7 +607,7 @@ int store_mv_search(struct store_txn *t, const struct store_rm_query *q,
         rc = -ENOMEM;
     else
         rc = models_from(t, from, true, mv_search_model, &s);
-    free(s.hits);
+    free(s.hits.v);
     rf_free(&f);
     if (rc < 0) {
         store_mv_page_free(out);

@@ -11,42 +11,32 @@
 
 /* ---- versions ----------------------------------------------------------------------------- */
 
-static int mv_decode(const MDB_val *v, struct store_mv *out)
+/* In the order they are written. */
+#define MV_FIELD(key, type, member) RG_FIELD(struct store_mv, key, type, member)
+static const struct rg_field mv_fields[] = {
+    MV_FIELD("s", RG_STR, source),
+    MV_FIELD("r", RG_STR, run_id),
+    MV_FIELD("l", RG_STR, run_link),
+    MV_FIELD("d", RG_STR, description),
+    MV_FIELD("st", RG_INT, status),
+    MV_FIELD("sm", RG_STR, status_message),
+    MV_FIELD("g", RG_STR, digest),
+    MV_FIELD("sg", RG_INT, stage),
+    MV_FIELD("c", RG_I64, created_ms),
+    MV_FIELD("u", RG_I64, updated_ms),
+};
+#define MV_NFIELDS (sizeof mv_fields / sizeof *mv_fields)
+
+/* Version `version` of model m from its record v; the name and numbers come from m and the
+ * key. */
+static int mv_decode(const MDB_val *v, const struct store_rm *m, uint64_t version,
+                     struct store_mv *out)
 {
-    struct st_mpr r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size};
-    uint32_t n;
-    int rc = st_mpr_map(&r, &n);
-    if (rc)
-        return rc;
-    for (uint32_t i = 0; i < n; i++) {
-        struct st_mp_val k, val;
-        int64_t x = 0;
-        if ((rc = st_mpr_val(&r, &k)) < 0 || (rc = st_mpr_val(&r, &val)) < 0)
-            return rc;
-        if (st_mp_key_is(&k, "s"))
-            rc = st_mp_as_str(&val, out->source, sizeof out->source);
-        else if (st_mp_key_is(&k, "r"))
-            rc = st_mp_as_str(&val, out->run_id, sizeof out->run_id);
-        else if (st_mp_key_is(&k, "l"))
-            rc = st_mp_as_str(&val, out->run_link, sizeof out->run_link);
-        else if (st_mp_key_is(&k, "d"))
-            rc = st_mp_as_str(&val, out->description, sizeof out->description);
-        else if (st_mp_key_is(&k, "sm"))
-            rc = st_mp_as_str(&val, out->status_message, sizeof out->status_message);
-        else if (st_mp_key_is(&k, "g"))
-            rc = st_mp_as_str(&val, out->digest, sizeof out->digest);
-        else if (st_mp_key_is(&k, "c"))
-            rc = st_mp_as_i64(&val, &out->created_ms);
-        else if (st_mp_key_is(&k, "u"))
-            rc = st_mp_as_i64(&val, &out->updated_ms);
-        else if (st_mp_key_is(&k, "st") && (rc = st_mp_as_i64(&val, &x)) == 0)
-            out->status = (int)x;
-        else if (st_mp_key_is(&k, "sg") && (rc = st_mp_as_i64(&val, &x)) == 0)
-            out->stage = (int)x;
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    memset(out, 0, sizeof *out);
+    out->model_id = m->id;
+    out->version = version;
+    strcpy(out->name, m->name);
+    return rg_rec_decode(v, mv_fields, MV_NFIELDS, out);
 }
 
 /* Reads version of model m; the name and numbers come from m and the key. */
@@ -57,47 +47,14 @@ int rg_mv_load(struct store_txn *t, const struct store_rm *m, uint64_t version,
     rg_mvkey(key, m->id, version);
     MDB_val v;
     int rc = st_get(t, DB_MV, key, 16, &v);
-    if (rc)
-        return rc;
-    memset(out, 0, sizeof *out);
-    out->model_id = m->id;
-    out->version = version;
-    strcpy(out->name, m->name);
-    return mv_decode(&v, out);
+    return rc ? rc : mv_decode(&v, m, version, out);
 }
 
 int rg_mv_save(struct store_txn *t, const struct store_mv *mv)
 {
-    struct st_mpw w;
-    st_mpw_init(&w);
-    st_mpw_map(&w, 10);
-    st_mpw_str(&w, "s");
-    st_mpw_str(&w, mv->source);
-    st_mpw_str(&w, "r");
-    st_mpw_str(&w, mv->run_id);
-    st_mpw_str(&w, "l");
-    st_mpw_str(&w, mv->run_link);
-    st_mpw_str(&w, "d");
-    st_mpw_str(&w, mv->description);
-    st_mpw_str(&w, "st");
-    st_mpw_int(&w, mv->status);
-    st_mpw_str(&w, "sm");
-    st_mpw_str(&w, mv->status_message);
-    st_mpw_str(&w, "g");
-    st_mpw_str(&w, mv->digest);
-    st_mpw_str(&w, "sg");
-    st_mpw_int(&w, mv->stage);
-    st_mpw_str(&w, "c");
-    st_mpw_int(&w, mv->created_ms);
-    st_mpw_str(&w, "u");
-    st_mpw_int(&w, mv->updated_ms);
     uint8_t key[16];
     rg_mvkey(key, mv->model_id, mv->version);
-    int rc = st_mpw_done(&w);
-    if (rc == 0)
-        rc = st_put(t, DB_MV, key, 16, w.buf, w.len, 0);
-    st_mpw_free(&w);
-    return rc;
+    return rg_rec_put(t, DB_MV, key, 16, mv_fields, MV_NFIELDS, mv);
 }
 
 /* mv_run key of a version: run_id + '\0' + model id + version. */
@@ -238,11 +195,7 @@ static int mv_walk_one(const MDB_val *k, const MDB_val *v, void *arg)
     struct mv_walk *w = arg;
     if (k->mv_size != 16)
         return -EBADMSG;
-    memset(&w->mv, 0, sizeof w->mv);
-    w->mv.model_id = w->m->id;
-    w->mv.version = st_rd_be64((const uint8_t *)k->mv_data + 8);
-    strcpy(w->mv.name, w->m->name);
-    int rc = mv_decode(v, &w->mv);
+    int rc = mv_decode(v, w->m, st_rd_be64((const uint8_t *)k->mv_data + 8), &w->mv);
     return rc ? rc : w->cb(&w->mv, w->arg);
 }
 
@@ -273,14 +226,13 @@ int store_mv_foreach(struct store_txn *t, const char *name,
 /* Version numbers (and one more field) gathered before the records are changed, so that no
  * cursor walks a database while it is written. */
 struct vlist {
-    uint64_t *v;
-    size_t n, cap;
+    struct rg_u64s vs;
     int stage; /* with stage_only, only the versions in this stage */
     bool stage_only;
     uint64_t skip;
 };
 
-static int vlist_add(struct vlist *l, uint64_t v)
+int rg_u64s_add(struct rg_u64s *l, uint64_t x)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -290,7 +242,7 @@ static int vlist_add(struct vlist *l, uint64_t v)
         l->v = nv;
         l->cap = cap;
     }
-    l->v[l->n++] = v;
+    l->v[l->n++] = x;
     return 0;
 }
 
@@ -299,7 +251,7 @@ static int vlist_one(const struct store_mv *v, void *arg)
     struct vlist *l = arg;
     if (v->version == l->skip || (l->stage_only && v->stage != l->stage))
         return 0;
-    return vlist_add(l, v->version);
+    return rg_u64s_add(&l->vs, v->version);
 }
 
 /* ---- deleting ---------------------------------------------------------------------------- */
@@ -371,7 +323,8 @@ int store_mv_delete(struct store_txn *t, const char *name, uint64_t version,
 
 static int erase_one(const struct store_mv *v, void *arg)
 {
-    return vlist_add(arg, v->version);
+    struct vlist *l = arg;
+    return rg_u64s_add(&l->vs, v->version);
 }
 
 int store_rm_delete(struct store_txn *t, const char *name, const struct store_rm_by *by)
@@ -385,11 +338,11 @@ int store_rm_delete(struct store_txn *t, const char *name, const struct store_rm
     struct store_mv *mv = rc ? NULL : malloc(sizeof *mv);
     if (!rc && !mv)
         rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < l.n; i++)
-        if ((rc = rg_mv_load(t, &m, l.v[i], mv)) == 0)
+    for (size_t i = 0; rc == 0 && i < l.vs.n; i++)
+        if ((rc = rg_mv_load(t, &m, l.vs.v[i], mv)) == 0)
             rc = mv_erase(t, mv);
     free(mv);
-    free(l.v);
+    free(l.vs.v);
     if (rc)
         return rc;
     uint8_t key[8];
@@ -434,10 +387,10 @@ int store_mv_transition(struct store_txn *t, const char *name, uint64_t version,
         rc = rg_mv_foreach_model(t, &m, vlist_one, &l);
     if (rc == 0 && mv->stage != stage)
         rc = stage_set(t, &m, mv, stage, by);
-    for (size_t i = 0; rc == 0 && i < l.n; i++)
-        if ((rc = rg_mv_load(t, &m, l.v[i], mv)) == 0)
+    for (size_t i = 0; rc == 0 && i < l.vs.n; i++)
+        if ((rc = rg_mv_load(t, &m, l.vs.v[i], mv)) == 0)
             rc = stage_set(t, &m, mv, STORE_STAGE_ARCHIVED, by);
-    free(l.v);
+    free(l.vs.v);
     free(mv);
     return rc;
 }

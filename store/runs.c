@@ -323,7 +323,7 @@ int store_run_foreach(struct store_txn *t, int (*cb)(const struct store_run *r, 
 
 /* ---- ids ---- */
 
-static int hexval(char c)
+int st_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -351,7 +351,7 @@ int store_run_id_parse(const char *hex, uint8_t id[16])
     if (!hex || strnlen(hex, 33) != 32)
         return -EINVAL;
     for (int i = 0; i < 16; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = st_hexval(hex[2 * i]), lo = st_hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -EINVAL;
         id[i] = (uint8_t)(hi << 4 | lo);
@@ -366,7 +366,7 @@ int store_run_resolve(struct store_txn *t, const char *hex, uint8_t id[16])
         return -EINVAL;
     uint8_t lo[16] = {0};
     for (size_t i = 0; i < n; i++) {
-        int d = hexval(hex[i]);
+        int d = st_hexval(hex[i]);
         if (d < 0)
             return -EINVAL;
         lo[i / 2] |= (uint8_t)(i % 2 ? d : d << 4);

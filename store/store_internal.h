@@ -191,6 +191,8 @@ static inline double st_bits_f64(uint64_t u)
 /* ---- shared between files ---- */
 /* n bytes as 2n lowercase hex digits and a NUL (run ids, blob digests). */
 void st_hex(const uint8_t *bytes, size_t n, char *out);
+/* The value of one hex digit (either case), -1 for anything else. */
+int st_hexval(char c);
 int st_meta_init(struct store_txn *t, bool *created);
 /* Removes temporary files that an interrupted blob ingest left behind (artifacts.c). */
 void st_blob_tmp_clean(struct store *s);
