@@ -47,6 +47,9 @@ def main() -> int:
         mlflow.log_dict({"layers": [16, 32, 1], "activation": "relu"}, "model/config.json")
         torch.save(model.state_dict(), "/tmp/sidetrack-example-model.pt")
         mlflow.log_artifact("/tmp/sidetrack-example-model.pt", artifact_path="model")
+        # A new version of the registered model, @candidate pointing at it: queued with the
+        # run's records, applied by the agent (and replicated once when it syncs).
+        mlflow.register_model(f"runs:/{run.run_id}/model", "example-mlp", alias="candidate")
     print(run.run_id)
     return 0
 

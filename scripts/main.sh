@@ -46,4 +46,7 @@ echo
 echo "== the PyTorch run, read back from the store"
 $cli runs show "$pyrun"
 echo
+echo "== the model it registered (a new version each time this runs; @candidate on it)"
+$cli models show example-mlp
+echo
 echo "Explore more: $cli --data $SIDETRACK_DATA --help"
