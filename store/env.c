@@ -230,6 +230,29 @@ int st_put(struct store_txn *t, enum st_db db, const void *k, size_t klen, const
     return st_txn_err(t, mdb_put(t->txn, t->s->dbi[db], &key, &val, flags));
 }
 
+/* Reads meta's counter (absent: 1), hands it out and stores the next one. */
+int st_meta_next(struct store_txn *t, const char *key, uint64_t *out)
+{
+    MDB_val v;
+    uint64_t next = 1;
+    int rc = st_get(t, DB_META, key, strlen(key), &v);
+    if (rc == 0) {
+        if (v.mv_size != 8)
+            return -EBADMSG;
+        next = st_rd_le64(v.mv_data);
+    } else if (rc != -ENOENT) {
+        return rc;
+    }
+    if (next == 0 || next == UINT64_MAX)
+        return -EOVERFLOW;
+    uint8_t b[8];
+    st_le64(b, next + 1);
+    if ((rc = st_put(t, DB_META, key, strlen(key), b, 8, 0)) < 0)
+        return rc;
+    *out = next;
+    return 0;
+}
+
 int st_del(struct store_txn *t, enum st_db db, const void *k, size_t klen)
 {
     int rc = st_writable(t);

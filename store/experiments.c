@@ -124,29 +124,16 @@ static int exp_new(struct store_txn *t, const char *name, size_t len, int64_t no
     if ((rc = st_writable(t)) != 0)
         return rc;
 
-    MDB_val v;
-    uint64_t next = 1;
-    rc = st_get(t, DB_META, "next_exp", 8, &v);
-    if (rc == 0) {
-        if (v.mv_size != 8)
-            return -EBADMSG;
-        next = st_rd_le64(v.mv_data);
-    } else if (rc != -ENOENT) {
+    uint64_t next;
+    if ((rc = st_meta_next(t, "next_exp", &next)) < 0)
         return rc;
-    }
-    if (next == 0 || next == UINT64_MAX)
-        return -EOVERFLOW;
-
     struct store_experiment e = {.id = next, .created_ms = now_ms, .updated_ms = now_ms};
     memcpy(e.name, name, len);
-    uint8_t key[8], nb[8];
+    uint8_t key[8];
     st_be64(key, next);
-    st_le64(nb, next + 1);
     rc = exp_put(t, &e);
     if (rc == 0)
         rc = st_put(t, DB_EXP_NAME, name, len, key, 8, 0);
-    if (rc == 0)
-        rc = st_put(t, DB_META, "next_exp", 8, nb, 8, 0);
     if (rc == 0)
         *id = next;
     return rc;

@@ -228,29 +228,6 @@ int rg_rec_put(struct store_txn *t, enum st_db db, const void *key, size_t klen,
     return rg_mpw_put(t, db, key, klen, &w);
 }
 
-/* Reads meta's counter (absent: 1), hands it out and stores the next one. */
-static int meta_next(struct store_txn *t, const char *key, uint64_t *out)
-{
-    MDB_val v;
-    uint64_t next = 1;
-    int rc = st_get(t, DB_META, key, strlen(key), &v);
-    if (rc == 0) {
-        if (v.mv_size != 8)
-            return -EBADMSG;
-        next = st_rd_le64(v.mv_data);
-    } else if (rc != -ENOENT) {
-        return rc;
-    }
-    if (next == 0 || next == UINT64_MAX)
-        return -EOVERFLOW;
-    uint8_t b[8];
-    st_le64(b, next + 1);
-    if ((rc = st_put(t, DB_META, key, strlen(key), b, 8, 0)) < 0)
-        return rc;
-    *out = next;
-    return 0;
-}
-
 /* Deletes every entry whose key starts with prefix. */
 int rg_del_prefix(struct store_txn *t, enum st_db db, const void *prefix, size_t plen)
 {
@@ -338,7 +315,7 @@ int rg_hist_put(struct store_txn *t, const struct store_rm *m, const struct stor
                 const struct rg_change *c)
 {
     uint64_t seq;
-    int rc = meta_next(t, "next_rmh", &seq);
+    int rc = st_meta_next(t, "next_rmh", &seq);
     if (rc)
         return rc;
     struct st_mpw w;
@@ -394,7 +371,7 @@ int store_rm_create(struct store_txn *t, const char *name, const char *descripti
     if (rc != -ENOENT)
         return rc;
     struct store_rm m = {.created_ms = by->now_ms, .updated_ms = by->now_ms};
-    if ((rc = meta_next(t, "next_rm", &m.id)) < 0)
+    if ((rc = st_meta_next(t, "next_rm", &m.id)) < 0)
         return rc;
     memcpy(m.name, name, len);
     if (description)

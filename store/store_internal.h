@@ -119,6 +119,10 @@ int st_get(struct store_txn *t, enum st_db db, const void *k, size_t klen, MDB_v
 int st_put(struct store_txn *t, enum st_db db, const void *k, size_t klen, const void *v,
            size_t vlen, unsigned flags);
 int st_del(struct store_txn *t, enum st_db db, const void *k, size_t klen);
+/* Hands out meta's counter `key` (8 bytes little-endian; absent: 1) and stores the next
+ * value, in t: experiment ids, registered model ids, registry history sequence numbers.
+ * -EOVERFLOW when it ran out, -EBADMSG for a malformed counter. */
+int st_meta_next(struct store_txn *t, const char *key, uint64_t *out);
 /* Guard for write calls: -EROFS in a read txn, the poison error if the txn already failed. */
 int st_writable(struct store_txn *t);
 
