@@ -239,6 +239,21 @@ static void reload_config(struct agent *a, struct sysm_recorder **sysm, const ch
     agent_log("info", "reloaded %s: %s", src, len ? applied : "nothing to change");
 }
 
+/* Stops the sync targets (at exit, or when start-up fails after they started): what is not
+ * acknowledged stays in the journal, and what was pushed is recorded, so the next start
+ * resumes. The signal handler's pointers go first. */
+static void stop_targets(struct agent *a)
+{
+    replicator = NULL;
+    mlflow_agent = NULL;
+    if (a->repl)
+        replicate_stop(a->repl);
+    if (a->mlflow)
+        mlflow_target_stop(a->mlflow);
+    a->repl = NULL;
+    a->mlflow = NULL;
+}
+
 /* Answers the requests waiting on the admin socket: both documents, rendered now by the
  * thread that owns the state. */
 static void admin_answer(struct agent_admin *ad, struct agent *a)
@@ -437,6 +452,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sidetrackd: no data directory: set --data or $SIDETRACK_DATA\n");
         return 2;
     }
+    bool metrics_loopback = false;
     if (arg_metrics_listen) {
         struct sockaddr_storage ss;
         bool v6;
@@ -445,6 +461,7 @@ int main(int argc, char **argv)
                             "host (like 127.0.0.1:9464 or [::1]:9464)\n", arg_metrics_listen);
             return 2;
         }
+        metrics_loopback = netaddr_is_loopback(&ss);
     }
     bool zmq_server = opt.server && !strncmp(opt.server, "tcp://", 6);
     if (zmq_server && (!opt.server_key || !opt.key)) {
@@ -503,9 +520,7 @@ int main(int argc, char **argv)
         struct mlflow_agent *ma = NULL;
         if (mlflow_target_start(&ma, a.store, &arg_mlflow, err, sizeof err) < 0) {
             fprintf(stderr, "sidetrackd: mlflow: %s\n", err);
-            if (a.repl)
-                replicate_stop(a.repl);
-            a.repl = replicator = NULL;
+            stop_targets(&a);
             agent_fini(&a);
             return 1;
         }
@@ -521,25 +536,19 @@ int main(int argc, char **argv)
                                      .metrics_listen = arg_metrics_listen};
     if (agent_admin_start(&admin, &ao, err, sizeof err) < 0) {
         fprintf(stderr, "sidetrackd: %s\n", err);
-        if (a.repl)
-            replicate_stop(a.repl);
-        if (a.mlflow)
-            mlflow_target_stop(a.mlflow);
-        a.repl = replicator = NULL;
-        a.mlflow = mlflow_agent = NULL;
+        stop_targets(&a);
         agent_fini(&a);
         return 1;
     }
     if (arg_metrics_listen) {
-        struct sockaddr_storage ss;
-        bool v6;
-        bool lo = netaddr_parse_listen(arg_metrics_listen, &ss, &v6) == 0 &&
-                  netaddr_is_loopback(&ss);
         /* HOST as given, the port as bound (port 0 picks one) */
         int hl = (int)(strrchr(arg_metrics_listen, ':') - arg_metrics_listen);
-        agent_log(lo ? "info" : "warning", "Prometheus metrics at http://%.*s:%u/metrics%s", hl,
-                  arg_metrics_listen, agent_admin_tcp_port(admin),
-                  lo ? "" : " (not a loopback address: anyone who can reach it reads them)");
+        agent_log(metrics_loopback ? "info" : "warning",
+                  "Prometheus metrics at http://%.*s:%u/metrics%s", hl, arg_metrics_listen,
+                  agent_admin_tcp_port(admin),
+                  metrics_loopback ? ""
+                                   : " (not a loopback address: anyone who can reach it reads "
+                                     "them)");
     }
     /* System metrics: sampled here, between drain passes, by the store's one writer thread.
      * $SIDETRACK_PROC_ROOT (tests only) reads a fake proc/ tree. */
@@ -628,14 +637,7 @@ int main(int argc, char **argv)
             break;
     }
     int s = agent_maybe_sync(&a, true);
-    if (a.repl) {
-        replicate_stop(a.repl); /* what is not acknowledged stays in the journal */
-        a.repl = replicator = NULL;
-    }
-    if (a.mlflow) {
-        mlflow_target_stop(a.mlflow); /* what was sent is recorded: the next start resumes */
-        a.mlflow = mlflow_agent = NULL;
-    }
+    stop_targets(&a);
     sysm_recorder_close(sysm);
     agent_status_write(&a, true); /* "stopped", with when it was last seen */
     agent_log("info", "stopped after storing %llu records in %llu commits",
