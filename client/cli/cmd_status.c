@@ -82,6 +82,15 @@ static void agent_file_read(const char *data_dir, struct agent_file *af)
     free(doc);
 }
 
+/* The rings to read: the agent's, else $SIDETRACK_RING_DIR, else the default. */
+static const char *ring_dir_of(const struct agent_file *af)
+{
+    const char *env_ring = getenv("SIDETRACK_RING_DIR");
+    return af->present && af->ring_dir[0] ? af->ring_dir
+           : env_ring && *env_ring        ? env_ring
+                                          : "/dev/shm/sidetrack";
+}
+
 /* ---- lanes ------------------------------------------------------------------------------ */
 
 struct lane_row {
@@ -614,10 +623,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
     s.data_dir = c->data_dir;
     s.now_ms = cli_now_ms();
     agent_file_read(c->data_dir, &s.af);
-    const char *env_ring = getenv("SIDETRACK_RING_DIR");
-    s.ring_dir = s.af.present && s.af.ring_dir[0] ? s.af.ring_dir
-                 : env_ring && *env_ring          ? env_ring
-                                                  : "/dev/shm/sidetrack";
+    s.ring_dir = ring_dir_of(&s.af);
     int rc = read_store(c, &s.l, &s.sv);
     if (rc == CLI_OK) {
         scan_rings(s.ring_dir, &s.l, &s.nrings);
@@ -686,10 +692,7 @@ int cmd_wait(struct cli *c, int argc, char **argv)
         return CLI_FAIL;
     static struct agent_file af;
     agent_file_read(c->data_dir, &af);
-    const char *env_ring = getenv("SIDETRACK_RING_DIR");
-    const char *ring_dir = af.present && af.ring_dir[0] ? af.ring_dir
-                           : env_ring && *env_ring   ? env_ring
-                                                     : "/dev/shm/sidetrack";
+    const char *ring_dir = ring_dir_of(&af);
     int64_t deadline = cli_now_ms() + (int64_t)(timeout_s * 1000);
     for (;;) {
         struct lanes l = {0};
